@@ -1,0 +1,468 @@
+/*
+ * engine.c - ties the parts of libearshot together behind earshot.h: model, slot pool, encoder,
+ * and per stream the incremental features, the chunker and the decoder state.
+ *
+ * Where state lives: the encoder caches and the RNNT state are in the slot pool (cache/), so a
+ * batched step addresses them by slot; the feature front end and the chunker's column buffer are
+ * per-stream host memory, because they are touched only by the stream's own audio.
+ */
+#include "earshot.h"
+
+#include "chunker.h"
+#include "decoder.h"
+#include "encoder.h"
+#include "features.h"
+#include "model.h"
+#include "../cache/slot_pool.h"
+
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+enum { REGION_ENCODER = 0, REGION_RNNT = 3, N_REGIONS = 4 };
+
+struct es_engine {
+    es_model *model;
+    es_slot_pool *pool;
+    es_encoder *encoder;
+    es_mel_config mel;
+    char *name;
+    /* per-step scratch */
+    es_encoder_input *inputs;
+    es_encoder_output *outputs;
+    es_chunk *chunks;
+    int step_cap;
+    float *ctc_scratch;
+    size_t ctc_scratch_cap;
+};
+
+struct es_stream {
+    es_engine *e;
+    int slot;
+    int lookahead;
+    es_decoder_kind decoder;
+    es_mel *mel;
+    es_chunker *chunker;
+    float *columns; /* feature scratch for one push */
+    int columns_cap;
+    int ended;
+    long samples;
+    int frames;     /* encoder frames decoded */
+    int ctc_prev;   /* CTC: the last frame's id, to merge repeats across chunks */
+    es_token *tokens;
+    int n_tokens, tokens_cap;
+};
+
+extern void openblas_set_num_threads(int);
+
+es_engine_params es_engine_default_params(void)
+{
+    es_engine_params p = {.backend = ES_BACKEND_CPU, .n_threads = 0, .max_streams = 64};
+    return p;
+}
+
+es_engine *es_engine_create(const char *model_path, const es_engine_params *params, char *err, size_t errlen)
+{
+    es_engine_params p = params ? *params : es_engine_default_params();
+    if (p.backend != ES_BACKEND_CPU) {
+        snprintf(err, errlen, "this build has no CUDA backend; use the CPU backend");
+        return NULL;
+    }
+    if (p.max_streams < 1 || p.max_streams > 1000000) {
+        snprintf(err, errlen, "max_streams must be between 1 and 1000000 (got %d)", p.max_streams);
+        return NULL;
+    }
+    es_engine *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->model = es_model_load(model_path, err, errlen);
+    if (!e->model) {
+        free(e);
+        return NULL;
+    }
+    const es_model *m = e->model;
+    size_t regions[N_REGIONS];
+    es_encoder_cache_regions(m, regions);
+    regions[REGION_RNNT] = m->has_rnnt ? es_rnnt_state_bytes(m) : 1;
+    e->pool = es_slot_pool_create(p.max_streams, regions, N_REGIONS);
+    e->encoder = es_encoder_create(m, e->pool, REGION_ENCODER);
+    const char *base = m->source ? m->source : strrchr(model_path, '/') ? strrchr(model_path, '/') + 1 : model_path;
+    e->name = strdup(base);
+    if (!e->pool || !e->encoder || !e->name) {
+        snprintf(err, errlen, "out of memory reserving %d stream slots", p.max_streams);
+        es_engine_free(e);
+        return NULL;
+    }
+    e->mel = (es_mel_config){.sample_rate = m->sample_rate, .n_fft = m->n_fft, .hop_length = m->hop_length,
+                             .win_length = m->win_length, .n_mels = m->n_mels, .preemph = 0.97f,
+                             .window = m->window, .filterbank = m->filterbank};
+    int threads = p.n_threads > 0 ? p.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    openblas_set_num_threads(threads > 0 ? threads : 1);
+    return e;
+}
+
+void es_engine_free(es_engine *e)
+{
+    if (!e)
+        return;
+    es_encoder_free(e->encoder);
+    es_slot_pool_free(e->pool);
+    es_model_free(e->model);
+    free(e->name);
+    free(e->inputs);
+    free(e->outputs);
+    free(e->chunks);
+    free(e->ctc_scratch);
+    free(e);
+}
+
+int es_engine_lookahead_count(const es_engine *e)
+{
+    return e->model->n_lookaheads;
+}
+
+es_lookahead_info es_engine_lookahead(const es_engine *e, int index)
+{
+    es_lookahead_info info = {0};
+    if (index < 0 || index >= e->model->n_lookaheads)
+        return info;
+    const es_streaming_cfg *s = &e->model->streaming[index];
+    info.chunk_ms = s->chunk_ms;
+    info.att_context[0] = s->att_context[0];
+    info.att_context[1] = s->att_context[1];
+    return info;
+}
+
+int es_engine_pick_lookahead(const es_engine *e, int chunk_ms)
+{
+    int best = -1, smallest = 0;
+    for (int i = 0; i < e->model->n_lookaheads; i++) {
+        int ms = e->model->streaming[i].chunk_ms;
+        if (ms < e->model->streaming[smallest].chunk_ms)
+            smallest = i;
+        if (ms <= chunk_ms && (best < 0 || ms > e->model->streaming[best].chunk_ms))
+            best = i;
+    }
+    return best >= 0 ? best : smallest;
+}
+
+int es_engine_has_decoder(const es_engine *e, es_decoder_kind kind)
+{
+    switch (kind) {
+    case ES_DECODER_CTC:
+        return e->model->has_ctc;
+    case ES_DECODER_RNNT:
+        return e->model->has_rnnt;
+    default:
+        return 1;
+    }
+}
+
+int es_engine_sample_rate(const es_engine *e)
+{
+    return e->model->sample_rate;
+}
+
+double es_engine_frame_seconds(const es_engine *e)
+{
+    const es_model *m = e->model;
+    return (double)m->hop_length * m->subsampling_factor / m->sample_rate;
+}
+
+const char *es_engine_model_name(const es_engine *e)
+{
+    return e->name;
+}
+
+int es_engine_streams_in_use(const es_engine *e)
+{
+    return es_slot_pool_in_use(e->pool);
+}
+
+int es_engine_max_streams(const es_engine *e)
+{
+    return es_slot_pool_capacity(e->pool);
+}
+
+size_t es_engine_bytes_per_stream(const es_engine *e)
+{
+    return es_slot_pool_bytes_per_slot(e->pool);
+}
+
+/* ---- streams ---- */
+
+es_stream_params es_stream_default_params(const es_engine *e)
+{
+    es_stream_params p = {.lookahead = 0, .decoder = e->model->has_rnnt ? ES_DECODER_RNNT : ES_DECODER_CTC};
+    return p;
+}
+
+es_stream *es_stream_create(es_engine *e, const es_stream_params *params, char *err, size_t errlen)
+{
+    es_stream_params p = params ? *params : es_stream_default_params(e);
+    if (p.decoder == ES_DECODER_DEFAULT)
+        p.decoder = es_stream_default_params(e).decoder;
+    if (p.lookahead < 0 || p.lookahead >= e->model->n_lookaheads) {
+        snprintf(err, errlen, "look-ahead %d does not exist (the model has %d)", p.lookahead, e->model->n_lookaheads);
+        return NULL;
+    }
+    if (!es_engine_has_decoder(e, p.decoder)) {
+        snprintf(err, errlen, "the model has no %s decoder", p.decoder == ES_DECODER_CTC ? "CTC" : "RNNT");
+        return NULL;
+    }
+    es_stream *s = calloc(1, sizeof *s);
+    if (!s) {
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    s->e = e;
+    s->lookahead = p.lookahead;
+    s->decoder = p.decoder;
+    s->ctc_prev = -1;
+    s->slot = es_slot_acquire(e->pool);
+    if (s->slot < 0) {
+        snprintf(err, errlen, "all %d stream slots are in use", es_slot_pool_capacity(e->pool));
+        free(s);
+        return NULL;
+    }
+    s->mel = es_mel_create(&e->mel);
+    s->chunker = es_chunker_create(e->model, p.lookahead);
+    if (!s->mel || !s->chunker) {
+        snprintf(err, errlen, "out of memory");
+        es_stream_free(s);
+        return NULL;
+    }
+    return s;
+}
+
+void es_stream_free(es_stream *s)
+{
+    if (!s)
+        return;
+    if (s->slot >= 0)
+        es_slot_release(s->e->pool, s->slot);
+    es_mel_free(s->mel);
+    es_chunker_free(s->chunker);
+    free(s->columns);
+    free(s->tokens);
+    free(s);
+}
+
+static int ensure_columns(es_stream *s, int n)
+{
+    if (n <= s->columns_cap)
+        return 0;
+    float *p = realloc(s->columns, sizeof(float) * (size_t)n * s->e->model->n_mels);
+    if (!p)
+        return -1;
+    s->columns = p;
+    s->columns_cap = n;
+    return 0;
+}
+
+/* Moves every feature column the front end has produced into the chunker. */
+static int drain_features(es_stream *s, const float *samples, size_t n, int finish)
+{
+    int max = (int)(n / (size_t)s->e->model->hop_length) + 8;
+    if (ensure_columns(s, max) != 0)
+        return -1;
+    int got = finish ? es_mel_finish(s->mel, s->columns, max) : es_mel_push(s->mel, samples, n, s->columns, max);
+    for (;;) {
+        if (got > 0 && es_chunker_push(s->chunker, s->columns, got) != 0)
+            return -1;
+        if (got < max)
+            return 0;
+        got = finish ? es_mel_finish(s->mel, s->columns, max) : es_mel_push(s->mel, NULL, 0, s->columns, max);
+    }
+}
+
+int es_stream_accept_audio(es_stream *s, const float *samples, size_t n)
+{
+    if (s->ended)
+        return -1;
+    s->samples += (long)n;
+    return drain_features(s, samples, n, 0);
+}
+
+int es_stream_end_audio(es_stream *s)
+{
+    if (s->ended)
+        return 0;
+    s->ended = 1;
+    if (drain_features(s, NULL, 0, 1) != 0)
+        return -1;
+    es_chunker_end(s->chunker);
+    return 0;
+}
+
+int es_stream_ready(const es_stream *s)
+{
+    return es_chunker_ready(s->chunker);
+}
+
+int es_stream_done(const es_stream *s)
+{
+    return es_chunker_done(s->chunker);
+}
+
+double es_stream_audio_seconds(const es_stream *s)
+{
+    return (double)s->samples / s->e->model->sample_rate;
+}
+
+const es_token *es_stream_tokens(const es_stream *s, int *n)
+{
+    *n = s->n_tokens;
+    return s->tokens;
+}
+
+int es_stream_frames(const es_stream *s)
+{
+    return s->frames;
+}
+
+/* Makes room for `more` tokens; a frame can emit at most max_symbols (RNNT) or one (CTC). */
+static int reserve_tokens(es_stream *s, int more)
+{
+    if (s->n_tokens + more <= s->tokens_cap)
+        return 0;
+    int want = (s->n_tokens + more) * 2 + 16;
+    es_token *t = realloc(s->tokens, sizeof(es_token) * (size_t)want);
+    if (!t)
+        return -1;
+    s->tokens = t;
+    s->tokens_cap = want;
+    return 0;
+}
+
+static int ensure_step(es_engine *e, int n)
+{
+    if (n <= e->step_cap)
+        return 0;
+    es_encoder_input *in = realloc(e->inputs, sizeof *in * (size_t)n);
+    if (in)
+        e->inputs = in;
+    es_encoder_output *out = realloc(e->outputs, sizeof *out * (size_t)n);
+    if (out)
+        e->outputs = out;
+    es_chunk *ch = realloc(e->chunks, sizeof *ch * (size_t)n);
+    if (ch)
+        e->chunks = ch;
+    if (!in || !out || !ch)
+        return -1;
+    e->step_cap = n;
+    return 0;
+}
+
+static int decode_ctc(es_engine *e, es_stream *s, const es_encoder_output *o)
+{
+    size_t need = (size_t)o->n_frames * (size_t)(e->model->n_vocab + 1);
+    if (need > e->ctc_scratch_cap) {
+        float *p = realloc(e->ctc_scratch, sizeof(float) * need);
+        if (!p)
+            return -1;
+        e->ctc_scratch = p;
+        e->ctc_scratch_cap = need;
+    }
+    if (reserve_tokens(s, o->n_frames) != 0)
+        return -1;
+    int got = es_ctc_greedy(e->model, o->frames, o->n_frames, s->frames, &s->ctc_prev, NULL, s->tokens + s->n_tokens,
+                            s->tokens_cap - s->n_tokens, e->ctc_scratch);
+    s->n_tokens += got;
+    return 0;
+}
+
+static int decode_rnnt(es_engine *e, es_stream **streams, int n)
+{
+    /* batch every RNNT stream of the step through one greedy loop */
+    int B = 0;
+    void *states[n];
+    const float *frames[n];
+    int n_frames[n], first[n], max_out[n], n_out[n];
+    es_token *outs[n];
+    es_stream *who[n];
+    for (int i = 0; i < n; i++) {
+        es_stream *s = streams[i];
+        if (s->decoder != ES_DECODER_RNNT)
+            continue;
+        int more = e->outputs[i].n_frames * e->model->max_symbols;
+        if (reserve_tokens(s, more) != 0)
+            return -1;
+        states[B] = es_slot_region(e->pool, s->slot, REGION_RNNT);
+        frames[B] = e->outputs[i].frames;
+        n_frames[B] = e->outputs[i].n_frames;
+        first[B] = s->frames;
+        outs[B] = s->tokens + s->n_tokens;
+        max_out[B] = s->tokens_cap - s->n_tokens;
+        who[B] = s;
+        B++;
+    }
+    if (B == 0)
+        return 0;
+    if (es_rnnt_greedy_batch(e->model, states, frames, n_frames, first, B, outs, max_out, n_out) < 0)
+        return -1;
+    for (int b = 0; b < B; b++)
+        who[b]->n_tokens += n_out[b];
+    return 0;
+}
+
+int es_engine_step(es_engine *e, es_stream **streams, int n, char *err, size_t errlen)
+{
+    if (n <= 0)
+        return 0;
+    if (ensure_step(e, n) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        es_stream *s = streams[i];
+        if (s->e != e || es_chunker_peek(s->chunker, &e->chunks[i]) != 0) {
+            snprintf(err, errlen, "stream %d of the step has no chunk ready", i);
+            return -1;
+        }
+        for (int j = 0; j < i; j++)
+            if (streams[j] == s) {
+                snprintf(err, errlen, "a stream appears twice in one step");
+                return -1;
+            }
+        es_chunk *c = &e->chunks[i];
+        e->inputs[i] = (es_encoder_input){.features = c->features, .width = c->width, .length = c->width,
+                                          .lookahead = s->lookahead, .drop_extra = c->drop_extra,
+                                          .keep_all = c->keep_all, .slot = s->slot};
+    }
+    if (es_encoder_step(e->encoder, e->inputs, n, e->outputs, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (streams[i]->decoder == ES_DECODER_CTC && decode_ctc(e, streams[i], &e->outputs[i]) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    if (decode_rnnt(e, streams, n) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (int i = 0; i < n; i++) {
+        streams[i]->frames += e->outputs[i].n_frames;
+        es_chunker_consume(streams[i]->chunker);
+    }
+    return 0;
+}
+
+char *es_engine_tokens_text(const es_engine *e, const es_token *tokens, int n)
+{
+    return es_tokens_to_text(e->model, tokens, n);
+}
+
+int es_engine_tokens_words(const es_engine *e, const es_token *tokens, int n, es_word **words)
+{
+    return es_tokens_to_words(e->model, tokens, n, words);
+}
+
+char *es_stream_text(const es_stream *s)
+{
+    return es_tokens_to_text(s->e->model, s->tokens, s->n_tokens);
+}

@@ -1,0 +1,22 @@
+/*
+ * ops.h - the dense building blocks of the CPU encoder: linear layers on OpenBLAS, layer norm,
+ * activations. Every function works on row-major matrices of `rows` frames, so a batch of
+ * streams is just more rows, and each weight matrix is read once per step for all streams.
+ */
+#ifndef EARSHOT_OPS_H
+#define EARSHOT_OPS_H
+
+#include "model.h"
+
+/* y[rows][l.out] = x[rows][l.in] W^T + b */
+void es_linear_forward(const es_linear *l, const float *x, int rows, float *y);
+/* y = LayerNorm(x) over the last dimension d, eps 1e-5 as PyTorch's default; y may equal x. */
+void es_layer_norm_forward(const es_layer_norm *n, const float *x, int rows, int d, float *y);
+/* in place: x * sigmoid(x) */
+void es_swish(float *x, size_t n);
+/* y[rows][d] = a * sigmoid(b) where x[rows][2d] = [a | b] */
+void es_glu(const float *x, int rows, int d, float *y);
+/* dst += scale * src */
+void es_add_scaled(float *dst, const float *src, size_t n, float scale);
+
+#endif

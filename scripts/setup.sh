@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Installs the Debian packages Earshot builds and tests with. Safe to run again.
+set -euo pipefail
+PACKAGES=(
+  build-essential cmake pkg-config
+  libopenblas-dev libcjson-dev libsndfile1-dev libsamplerate0-dev
+  python3 python3-yaml
+  sox libsox-fmt-all
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO=sudo
+  $SUDO apt-get update
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The project's test command: builds Earshot twice (normal, and with ASan + UBSan) and runs
+# every ctest suite in both builds. Golden cases are read from ../shared/golden unless
+# EARSHOT_GOLDEN_DIR says otherwise.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+jobs=$(nproc)
+golden=${EARSHOT_GOLDEN_DIR:-$(pwd)/../shared/golden}
+
+cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEARSHOT_GOLDEN_DIR="$golden"
+cmake --build build -j "$jobs"
+ctest --test-dir build --output-on-failure -j "$jobs"
+
+cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEARSHOT_SANITIZE=ON -DEARSHOT_GOLDEN_DIR="$golden"
+cmake --build build-asan -j "$jobs"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir build-asan --output-on-failure -j "$jobs"
