@@ -137,7 +137,9 @@ int es_chunker_peek(es_chunker *c, es_chunk *chunk)
     chunk->features = c->chunk;
     chunk->width = pre + width;
     chunk->drop_extra = c->k == 0 ? 0 : c->cfg.drop_extra_pre_encoded;
-    chunk->keep_all = c->ended && start + width >= c->total;
+    /* NeMo's buffer is "exhausted" when its index, which moves by the shift (not the chunk
+       width), has passed the end */
+    chunk->keep_all = c->ended && chunk_start(c, c->k + 1) >= c->total;
     chunk->first_column = (int)start;
     return 0;
 }

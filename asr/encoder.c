@@ -26,9 +26,20 @@
 #include <string.h>
 
 enum {
-    BUF_X, BUF_Y, BUF_Q, BUF_KVIN, BUF_K, BUF_V, BUF_O, BUF_H, BUF_Z, BUF_SUB_A, BUF_SUB_B, BUF_SUB_COLS,
-    BUF_SCORES, BUF_BD, BUF_QU, BUF_QV, BUF_POS, BUF_PE, BUF_DWIN, BUF_OUT, N_BUFS
+    BUF_X, BUF_Y, BUF_Q, BUF_KNEW, BUF_VNEW, BUF_K, BUF_V, BUF_O, BUF_H, BUF_Z, BUF_SUB_A, BUF_SUB_B,
+    BUF_SUB_COLS, BUF_SCORES, BUF_BD, BUF_QU, BUF_QV, BUF_POS, BUF_PE, BUF_DWIN, BUF_OUT, N_BUFS
 };
+
+/* Regions of a slot, relative to the encoder's first region. */
+enum { REG_CHANNEL, REG_TIME, REG_LEN, REG_KEY, REG_VALUE };
+
+/* linear_pos of the positional embeddings depends only on (layer, klen, T): a streaming
+   session sees a handful of (klen, T) pairs, so their projections are computed once. */
+#define POS_CACHE_ENTRIES 32
+typedef struct {
+    int klen, T;
+    float *proj; /* [n_layers][klen + T - 1][d_model] */
+} pos_entry;
 
 typedef struct {
     int rows;      /* first row of this stream in the stacked frame matrix */
@@ -37,7 +48,10 @@ typedef struct {
     int C;         /* attention cache length (0 offline) */
     int kv_row;    /* first row of [cache | chunk] in the K/V matrices */
     int pos_group; /* index of the stream whose positional projection this one reuses */
-    int pos_row;   /* first row of that projection in BUF_POS */
+    int pos_row;   /* first row of that projection in BUF_POS (when not cached) */
+    const float *pos_cached; /* [n_layers][klen+T-1][d] from the cache, or NULL */
+    size_t scratch;          /* offset of this stream's attention scratch */
+    size_t bd_scratch;       /* offset of its shifted-position scratch */
 } stream_plan;
 
 struct es_encoder {
@@ -50,6 +64,8 @@ struct es_encoder {
     int plan_cap;
     float *pe;    /* sinusoid table for positions 0..pe_rows-1 (negatives by symmetry) */
     int pe_rows;
+    pos_entry pos_cache[POS_CACHE_ENTRIES];
+    int n_pos_cache;
 };
 
 static float *buf(es_encoder *e, int id, size_t n)
@@ -69,10 +85,13 @@ static float *buf(es_encoder *e, int id, size_t n)
 
 int es_encoder_cache_regions(const es_model *m, size_t *region_bytes)
 {
-    region_bytes[0] = sizeof(float) * (size_t)m->n_layers * (size_t)m->max_cache_size * (size_t)m->d_model;
-    region_bytes[1] = sizeof(float) * (size_t)m->n_layers * (size_t)(m->conv_kernel - 1) * (size_t)m->d_model;
-    region_bytes[2] = sizeof(int32_t);
-    return 3;
+    size_t channel = sizeof(float) * (size_t)m->n_layers * (size_t)m->max_cache_size * (size_t)m->d_model;
+    region_bytes[REG_CHANNEL] = channel;
+    region_bytes[REG_TIME] = sizeof(float) * (size_t)m->n_layers * (size_t)(m->conv_kernel - 1) * (size_t)m->d_model;
+    region_bytes[REG_LEN] = sizeof(int32_t);
+    region_bytes[REG_KEY] = channel;
+    region_bytes[REG_VALUE] = channel;
+    return ES_ENCODER_REGIONS;
 }
 
 es_encoder *es_encoder_create(const es_model *m, es_slot_pool *pool, int first_region)
@@ -94,26 +113,33 @@ void es_encoder_free(es_encoder *e)
         free(e->buf[i]);
     free(e->plan);
     free(e->pe);
+    for (int i = 0; i < e->n_pos_cache; i++)
+        free(e->pos_cache[i].proj);
     free(e);
+}
+
+static float *layer_cache(es_encoder *e, int slot, int region, int layer)
+{
+    const es_model *m = e->m;
+    float *base = es_slot_region(e->pool, slot, e->region + region);
+    return base + (size_t)layer * m->max_cache_size * m->d_model;
 }
 
 float *es_encoder_channel_cache(es_encoder *e, int slot, int layer)
 {
-    const es_model *m = e->m;
-    float *base = es_slot_region(e->pool, slot, e->region);
-    return base + (size_t)layer * m->max_cache_size * m->d_model;
+    return layer_cache(e, slot, REG_CHANNEL, layer);
 }
 
 float *es_encoder_time_cache(es_encoder *e, int slot, int layer)
 {
     const es_model *m = e->m;
-    float *base = es_slot_region(e->pool, slot, e->region + 1);
+    float *base = es_slot_region(e->pool, slot, e->region + REG_TIME);
     return base + (size_t)layer * (m->conv_kernel - 1) * m->d_model;
 }
 
 int *es_encoder_channel_len(es_encoder *e, int slot)
 {
-    return es_slot_region(e->pool, slot, e->region + 2);
+    return es_slot_region(e->pool, slot, e->region + REG_LEN);
 }
 
 /* ---- subsampling ---- */
@@ -300,10 +326,40 @@ static void fill_pos_rows(es_encoder *e, int klen, int T, float *dst)
     }
 }
 
+/* ---- positional projections ---- */
+
+/* The projections of all layers for (klen, T), from the cache or newly computed into it;
+   NULL when the cache is full (the caller then projects per step). */
+static const float *cached_pos(es_encoder *e, int klen, int T)
+{
+    const es_model *m = e->m;
+    for (int i = 0; i < e->n_pos_cache; i++)
+        if (e->pos_cache[i].klen == klen && e->pos_cache[i].T == T)
+            return e->pos_cache[i].proj;
+    if (e->n_pos_cache == POS_CACHE_ENTRIES)
+        return NULL;
+    size_t rows = (size_t)(klen + T - 1), d = (size_t)m->d_model;
+    float *pe = malloc(sizeof(float) * rows * d);
+    float *proj = malloc(sizeof(float) * rows * d * (size_t)m->n_layers);
+    if (!pe || !proj) {
+        free(pe);
+        free(proj);
+        return NULL;
+    }
+    fill_pos_rows(e, klen, T, pe);
+    for (int l = 0; l < m->n_layers; l++)
+        es_linear_forward(&m->layers[l].pos, pe, (int)rows, proj + (size_t)l * rows * d);
+    free(pe);
+    e->pos_cache[e->n_pos_cache++] = (pos_entry){.klen = klen, .T = T, .proj = proj};
+    return proj;
+}
+
 /* ---- attention of one stream ---- */
 
 static int allowed(const es_model *m, const es_streaming_cfg *s, int q_abs, int key)
 {
+    if (!s)
+        return 1; /* full context: the buffered baseline */
     int left = s->att_context[0], right = s->att_context[1];
     if (m->att_style == ES_ATT_REGULAR)
         return key >= q_abs - left && key <= q_abs + right;
@@ -313,17 +369,14 @@ static int allowed(const es_model *m, const es_streaming_cfg *s, int q_abs, int 
     return diff >= 0 && diff <= left_chunks;
 }
 
-static int attend_stream(es_encoder *e, const es_layer *L, const es_streaming_cfg *s, const stream_plan *p,
-                         int cache_valid, const float *Q, const float *K, const float *V, const float *P, float *O)
+/* Scores over [cache | chunk] for every head, NeMo's rel_shift, mask, softmax, weighted sum.
+   K and V hold this stream's klen rows; P its klen+T-1 positional rows; all scratch is the
+   stream's own, so streams can run in parallel. */
+static void attend_stream(const es_model *m, const es_layer *L, const es_streaming_cfg *s, const stream_plan *p,
+                          int cache_valid, const float *Q, const float *K, const float *V, const float *P, float *O,
+                          float *scores, float *bd, float *qu, float *qv)
 {
-    const es_model *m = e->m;
     int d = m->d_model, dh = m->d_head, T = p->T, C = p->C, klen = C + T, npos = klen + T - 1;
-    float *scores = buf(e, BUF_SCORES, (size_t)T * klen);
-    float *bd = buf(e, BUF_BD, (size_t)T * npos);
-    float *qu = buf(e, BUF_QU, (size_t)T * dh);
-    float *qv = buf(e, BUF_QV, (size_t)T * dh);
-    if (!scores || !bd || !qu || !qv)
-        return -1;
     int offset = C - cache_valid; /* cache slots before this are empty */
     int valid_end = C + p->len;   /* keys/queries at or after this are padding */
     float scale = 1.0f / sqrtf((float)dh);
@@ -335,11 +388,9 @@ static int attend_stream(es_encoder *e, const es_layer *L, const es_streaming_cf
                 qu[(size_t)i * dh + c] = q + u[c];
                 qv[(size_t)i * dh + c] = q + v[c];
             }
-        const float *Kh = K + (size_t)p->kv_row * d + h * dh;
-        const float *Vh = V + (size_t)p->kv_row * d + h * dh;
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, klen, dh, 1.0f, qu, dh, Kh, d, 0.0f, scores, klen);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, npos, dh, 1.0f, qv, dh, P + h * dh, d, 0.0f, bd,
-                    npos);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, klen, dh, 1.0f, qu, dh, K + h * dh, d, 0.0f, scores,
+                    klen);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, npos, dh, 1.0f, qv, dh, P + h * dh, d, 0.0f, bd, npos);
         for (int i = 0; i < T; i++) {
             int q_abs = C + i;
             float *row = scores + (size_t)i * klen;
@@ -347,8 +398,7 @@ static int attend_stream(es_encoder *e, const es_layer *L, const es_streaming_cf
             int q_valid = q_abs >= offset && q_abs < valid_end;
             float maxv = -INFINITY;
             for (int j = 0; j < klen; j++) {
-                int ok = q_valid && j >= offset && j < valid_end && allowed(m, s, q_abs, j);
-                if (ok) {
+                if (q_valid && j >= offset && j < valid_end && allowed(m, s, q_abs, j)) {
                     row[j] = (row[j] + bdrow[j]) * scale;
                     if (row[j] > maxv)
                         maxv = row[j];
@@ -374,10 +424,23 @@ static int attend_stream(es_encoder *e, const es_layer *L, const es_streaming_cf
             for (int j = 0; j < klen; j++)
                 row[j] *= inv;
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, klen, 1.0f, scores, klen, Vh, d, 0.0f,
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, klen, 1.0f, scores, klen, V + h * dh, d, 0.0f,
                     O + (size_t)p->rows * d + h * dh, d);
     }
-    return 0;
+}
+
+/* Shifts a [C][d] cache left by `keep` rows and appends `keep` fresh rows (or keeps the last C
+   of them when keep > C), as NeMo's update_cache does. */
+static void push_cache(float *cache, int C, const float *fresh, int keep, int d)
+{
+    if (C <= 0 || keep <= 0)
+        return;
+    if (keep >= C) {
+        memcpy(cache, fresh + (size_t)(keep - C) * d, sizeof(float) * (size_t)C * d);
+    } else {
+        memmove(cache, cache + (size_t)keep * d, sizeof(float) * (size_t)(C - keep) * d);
+        memcpy(cache + (size_t)(C - keep) * d, fresh, sizeof(float) * (size_t)keep * d);
+    }
 }
 
 /* ---- the step ---- */
@@ -387,6 +450,85 @@ static int fail(char *err, size_t errlen, const char *msg)
     if (err && errlen)
         snprintf(err, errlen, "%s", msg);
     return -1;
+}
+
+/* Fills plan[] and validates; returns 0 or -1 with err. */
+static int plan_step(es_encoder *e, const es_encoder_input *in, int n, int *N_out, int *M_out, int *max_T_out,
+                     char *err, size_t errlen)
+{
+    const es_model *m = e->m;
+    stream_plan *plan = e->plan;
+    int N = 0, M = 0, max_T = 0;
+    size_t scratch = 0, bd_scratch = 0;
+    for (int b = 0; b < n; b++) {
+        const es_encoder_input *x = &in[b];
+        if (x->lookahead < -1 || x->lookahead >= m->n_lookaheads || (x->lookahead == -1 && x->slot >= 0))
+            return fail(err, errlen, "look-ahead index out of range");
+        if (x->width < 1 || x->length < 0 || x->length > x->width)
+            return fail(err, errlen, "chunk has no columns or a bad length");
+        if (x->slot >= 0 && !e->pool)
+            return fail(err, errlen, "streaming step without a cache pool");
+        int To = es_encoder_subsampled_length(m, x->width);
+        int T = To - x->drop_extra;
+        if (x->drop_extra < 0 || T < 1)
+            return fail(err, errlen, "chunk too short for the pre-encode drop");
+        int sub_len = x->length == x->width ? To : es_encoder_subsampled_length(m, x->length);
+        const es_streaming_cfg *s = x->lookahead >= 0 ? &m->streaming[x->lookahead] : NULL;
+        if (x->slot >= 0 && T < s->cache_drop_size)
+            return fail(err, errlen, "chunk shorter than the cache drop size (regular style)");
+        stream_plan *p = &plan[b];
+        p->rows = N;
+        p->T = T;
+        p->len = sub_len - x->drop_extra < 0 ? 0 : (sub_len - x->drop_extra > T ? T : sub_len - x->drop_extra);
+        p->C = x->slot >= 0 ? s->last_channel_cache_size : 0;
+        p->kv_row = M;
+        p->scratch = scratch;
+        p->bd_scratch = bd_scratch;
+        int klen = p->C + T;
+        scratch += (size_t)T * klen;
+        bd_scratch += (size_t)T * (klen + T - 1);
+        N += T;
+        M += klen;
+        if (To > max_T)
+            max_T = To;
+    }
+    *N_out = N;
+    *M_out = M;
+    *max_T_out = max_T;
+    return 0;
+}
+
+/* Decides where each stream's positional projections come from; returns the rows of the
+   per-step projection buffer needed for the uncached ones, or -1 when out of memory. */
+static int plan_positions(es_encoder *e, const es_encoder_input *in, int n)
+{
+    stream_plan *plan = e->plan;
+    int pos_rows = 0, max_pos = 0;
+    for (int b = 0; b < n; b++)
+        if (plan[b].C + plan[b].T > max_pos)
+            max_pos = plan[b].C + plan[b].T;
+    if (ensure_pe(e, max_pos + 1) != 0)
+        return -1;
+    for (int b = 0; b < n; b++) {
+        stream_plan *p = &plan[b];
+        int klen = p->C + p->T;
+        p->pos_cached = in[b].slot >= 0 ? cached_pos(e, klen, p->T) : NULL;
+        p->pos_group = b;
+        if (p->pos_cached)
+            continue;
+        for (int a = 0; a < b; a++)
+            if (!plan[a].pos_cached && plan[a].pos_group == a && plan[a].C + plan[a].T == klen && plan[a].T == p->T) {
+                p->pos_group = a;
+                break;
+            }
+        if (p->pos_group == b) {
+            p->pos_row = pos_rows;
+            pos_rows += klen + p->T - 1;
+        } else {
+            p->pos_row = plan[p->pos_group].pos_row;
+        }
+    }
+    return pos_rows;
 }
 
 int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder_output *out, char *err,
@@ -404,35 +546,9 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
         e->plan_cap = n;
     }
     stream_plan *plan = e->plan;
-
-    /* plan rows; validate inputs */
-    int N = 0, M = 0, max_T = 0;
-    for (int b = 0; b < n; b++) {
-        const es_encoder_input *x = &in[b];
-        if (x->lookahead < 0 || x->lookahead >= m->n_lookaheads)
-            return fail(err, errlen, "look-ahead index out of range");
-        if (x->width < 1 || x->length < 0 || x->length > x->width)
-            return fail(err, errlen, "chunk has no columns or a bad length");
-        if (x->slot >= 0 && !e->pool)
-            return fail(err, errlen, "streaming step without a cache pool");
-        int To = es_encoder_subsampled_length(m, x->width);
-        int T = To - x->drop_extra;
-        if (x->drop_extra < 0 || T < 1)
-            return fail(err, errlen, "chunk too short for the pre-encode drop");
-        int sub_len = x->length == x->width ? To : es_encoder_subsampled_length(m, x->length);
-        const es_streaming_cfg *s = &m->streaming[x->lookahead];
-        plan[b].rows = N;
-        plan[b].T = T;
-        plan[b].len = sub_len - x->drop_extra < 0 ? 0 : (sub_len - x->drop_extra > T ? T : sub_len - x->drop_extra);
-        plan[b].C = x->slot >= 0 ? s->last_channel_cache_size : 0;
-        plan[b].kv_row = M;
-        if (x->slot >= 0 && T < s->cache_drop_size)
-            return fail(err, errlen, "chunk shorter than the cache drop size (regular style)");
-        N += T;
-        M += plan[b].C + T;
-        if (To > max_T)
-            max_T = To;
-    }
+    int N, M, max_T;
+    if (plan_step(e, in, n, &N, &M, &max_T, err, errlen) != 0)
+        return -1;
 
     /* subsampling, pre-encode drop, xscaling */
     float *X = buf(e, BUF_X, (size_t)N * d);
@@ -443,38 +559,21 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
     for (int b = 0; b < n; b++) {
         if (subsample(e, &in[b], sub) < 0)
             return fail(err, errlen, "out of memory");
-        X = e->buf[BUF_X]; /* subsample may not touch BUF_X, but keep the pointer honest */
         float *dst = X + (size_t)plan[b].rows * d;
         const float *src = sub + (size_t)in[b].drop_extra * d;
         for (size_t i = 0; i < (size_t)plan[b].T * d; i++)
             dst[i] = src[i] * xscale;
     }
 
-    /* positional projections are shared by streams with the same (klen, T) */
-    int pos_rows = 0, max_pos = 0;
-    for (int b = 0; b < n; b++) {
-        int klen = plan[b].C + plan[b].T;
-        plan[b].pos_group = b;
-        for (int a = 0; a < b; a++)
-            if (plan[a].pos_group == a && plan[a].C + plan[a].T == klen && plan[a].T == plan[b].T) {
-                plan[b].pos_group = a;
-                break;
-            }
-        if (plan[b].pos_group == b) {
-            plan[b].pos_row = pos_rows;
-            pos_rows += klen + plan[b].T - 1;
-        } else {
-            plan[b].pos_row = plan[plan[b].pos_group].pos_row;
-        }
-        if (klen > max_pos)
-            max_pos = klen;
-    }
-    if (ensure_pe(e, max_pos + 1) != 0)
+    int pos_rows = plan_positions(e, in, n);
+    if (pos_rows < 0)
         return fail(err, errlen, "out of memory");
-
+    size_t scores_n = plan[n - 1].scratch + (size_t)plan[n - 1].T * (plan[n - 1].C + plan[n - 1].T);
+    size_t bd_n = plan[n - 1].bd_scratch + (size_t)plan[n - 1].T * (plan[n - 1].C + 2 * plan[n - 1].T - 1);
     float *Y = buf(e, BUF_Y, (size_t)N * d);
     float *Q = buf(e, BUF_Q, (size_t)N * d);
-    float *KVin = buf(e, BUF_KVIN, (size_t)M * d);
+    float *Knew = buf(e, BUF_KNEW, (size_t)N * d);
+    float *Vnew = buf(e, BUF_VNEW, (size_t)N * d);
     float *K = buf(e, BUF_K, (size_t)M * d);
     float *V = buf(e, BUF_V, (size_t)M * d);
     float *O = buf(e, BUF_O, (size_t)N * 2 * d);
@@ -482,11 +581,16 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
     float *Z = buf(e, BUF_Z, (size_t)N * d);
     float *PE = buf(e, BUF_PE, (size_t)pos_rows * d);
     float *POS = buf(e, BUF_POS, (size_t)pos_rows * d);
-    float *dwin = buf(e, BUF_DWIN, (size_t)(max_T + k1) * d);
-    if (!Y || !Q || !KVin || !K || !V || !O || !Hbuf || !Z || !PE || !POS || !dwin)
+    float *dwin = buf(e, BUF_DWIN, (size_t)(N + (size_t)n * k1) * d);
+    float *scores = buf(e, BUF_SCORES, scores_n);
+    float *bd = buf(e, BUF_BD, bd_n);
+    float *qu = buf(e, BUF_QU, (size_t)N * d);
+    float *qv = buf(e, BUF_QV, (size_t)N * d);
+    if (!Y || !Q || !Knew || !Vnew || !K || !V || !O || !Hbuf || !Z || !PE || !POS || !dwin || !scores || !bd || !qu ||
+        !qv)
         return fail(err, errlen, "out of memory");
     for (int b = 0; b < n; b++)
-        if (plan[b].pos_group == b)
+        if (!plan[b].pos_cached && plan[b].pos_group == b)
             fill_pos_rows(e, plan[b].C + plan[b].T, plan[b].T, PE + (size_t)plan[b].pos_row * d);
 
     for (int l = 0; l < m->n_layers; l++) {
@@ -499,36 +603,38 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
         es_linear_forward(&L->ff1_out, Hbuf, N, Z);
         es_add_scaled(X, Z, (size_t)N * d, 0.5f);
 
-        /* self-attention over [cache | chunk] */
+        /* self-attention over [cache | chunk]: K/V of cached frames come from the K/V caches,
+           which hold exactly linear_k / linear_v of NeMo's cache_last_channel rows */
         es_layer_norm_forward(&L->norm_att, X, N, d, Y);
         es_linear_forward(&L->q, Y, N, Q);
+        es_linear_forward(&L->k, Y, N, Knew);
+        es_linear_forward(&L->v, Y, N, Vnew);
+        if (pos_rows > 0)
+            es_linear_forward(&L->pos, PE, pos_rows, POS);
+#pragma omp parallel for schedule(dynamic) if (n > 1)
         for (int b = 0; b < n; b++) {
-            float *dst = KVin + (size_t)plan[b].kv_row * d;
-            if (plan[b].C > 0)
-                memcpy(dst, es_encoder_channel_cache(e, in[b].slot, l), sizeof(float) * (size_t)plan[b].C * d);
-            memcpy(dst + (size_t)plan[b].C * d, Y + (size_t)plan[b].rows * d, sizeof(float) * (size_t)plan[b].T * d);
-        }
-        es_linear_forward(&L->k, KVin, M, K);
-        es_linear_forward(&L->v, KVin, M, V);
-        es_linear_forward(&L->pos, PE, pos_rows, POS);
-        for (int b = 0; b < n; b++) {
-            const es_streaming_cfg *s = &m->streaming[in[b].lookahead];
+            const stream_plan *p = &plan[b];
+            size_t C = (size_t)p->C, T = (size_t)p->T;
+            float *Kb = K + (size_t)p->kv_row * d, *Vb = V + (size_t)p->kv_row * d;
+            if (C > 0) {
+                memcpy(Kb, layer_cache(e, in[b].slot, REG_KEY, l), sizeof(float) * C * d);
+                memcpy(Vb, layer_cache(e, in[b].slot, REG_VALUE, l), sizeof(float) * C * d);
+            }
+            memcpy(Kb + C * d, Knew + (size_t)p->rows * d, sizeof(float) * T * d);
+            memcpy(Vb + C * d, Vnew + (size_t)p->rows * d, sizeof(float) * T * d);
+            const es_streaming_cfg *s = in[b].lookahead >= 0 ? &m->streaming[in[b].lookahead] : NULL;
             int cache_valid = in[b].slot >= 0 ? *es_encoder_channel_len(e, in[b].slot) : 0;
-            if (attend_stream(e, L, s, &plan[b], cache_valid, Q, K, V, POS + (size_t)plan[b].pos_row * d, O) != 0)
-                return fail(err, errlen, "out of memory");
-        }
-        /* the new attention cache: the old one shifted by the kept frames, then those frames */
-        for (int b = 0; b < n; b++) {
-            if (in[b].slot < 0)
-                continue;
-            int C = plan[b].C, keep = plan[b].T - m->streaming[in[b].lookahead].cache_drop_size;
-            float *cache = es_encoder_channel_cache(e, in[b].slot, l);
-            const float *fresh = Y + (size_t)plan[b].rows * d;
-            if (keep >= C) {
-                memcpy(cache, fresh + (size_t)(keep - C) * d, sizeof(float) * (size_t)C * d);
-            } else {
-                memmove(cache, cache + (size_t)keep * d, sizeof(float) * (size_t)(C - keep) * d);
-                memcpy(cache + (size_t)(C - keep) * d, fresh, sizeof(float) * (size_t)keep * d);
+            size_t npos = C + 2 * T - 1;
+            const float *P = p->pos_cached ? p->pos_cached + (size_t)l * npos * d
+                                           : POS + (size_t)plan[p->pos_group].pos_row * d;
+            attend_stream(m, L, s, p, cache_valid, Q, Kb, Vb, P, O, scores + p->scratch, bd + p->bd_scratch,
+                          qu + (size_t)p->rows * d, qv + (size_t)p->rows * d);
+            if (in[b].slot >= 0) {
+                /* the new caches: old ones shifted by the kept frames, then those frames */
+                int keep = p->T - s->cache_drop_size;
+                push_cache(layer_cache(e, in[b].slot, REG_CHANNEL, l), p->C, Y + (size_t)p->rows * d, keep, d);
+                push_cache(layer_cache(e, in[b].slot, REG_KEY, l), p->C, Knew + (size_t)p->rows * d, keep, d);
+                push_cache(layer_cache(e, in[b].slot, REG_VALUE, l), p->C, Vnew + (size_t)p->rows * d, keep, d);
             }
         }
         es_linear_forward(&L->att_out, O, N, Z);
@@ -538,31 +644,34 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
         es_layer_norm_forward(&L->norm_conv, X, N, d, Y);
         es_linear_forward(&L->pw1, Y, N, O); /* O is [N][2d] here */
         es_glu(O, N, d, Y);
+#pragma omp parallel for schedule(dynamic) if (n > 1)
         for (int b = 0; b < n; b++) {
             const stream_plan *p = &plan[b];
             float *g = Y + (size_t)p->rows * d;
             if (p->len < p->T)
                 memset(g + (size_t)p->len * d, 0, sizeof(float) * (size_t)(p->T - p->len) * d);
-            /* dwin = [cache (k-1 rows) | chunk] */
+            /* win = [cache (k-1 rows) | chunk] */
+            float *win = dwin + ((size_t)p->rows + (size_t)b * k1) * d;
             float *tcache = in[b].slot >= 0 ? es_encoder_time_cache(e, in[b].slot, l) : NULL;
             if (tcache)
-                memcpy(dwin, tcache, sizeof(float) * (size_t)k1 * d);
+                memcpy(win, tcache, sizeof(float) * (size_t)k1 * d);
             else
-                memset(dwin, 0, sizeof(float) * (size_t)k1 * d);
-            memcpy(dwin + (size_t)k1 * d, g, sizeof(float) * (size_t)p->T * d);
+                memset(win, 0, sizeof(float) * (size_t)k1 * d);
+            memcpy(win + (size_t)k1 * d, g, sizeof(float) * (size_t)p->T * d);
             float *outr = Z + (size_t)p->rows * d;
-            for (int t = 0; t < p->T; t++)
-                for (int c = 0; c < d; c++) {
-                    float acc = L->dw_b[c];
-                    const float *w = L->dw_w + (size_t)c * m->conv_kernel;
-                    for (int s = 0; s <= k1; s++)
-                        acc += w[s] * dwin[(size_t)(t + s) * d + c];
-                    outr[(size_t)t * d + c] = acc;
+            for (int t = 0; t < p->T; t++) {
+                float *o = outr + (size_t)t * d;
+                memcpy(o, L->dw_b, sizeof(float) * d);
+                for (int s = 0; s <= k1; s++) {
+                    const float *x = win + (size_t)(t + s) * d;
+                    for (int c = 0; c < d; c++)
+                        o[c] += L->dw_w[(size_t)c * m->conv_kernel + s] * x[c];
                 }
+            }
             if (tcache) {
                 /* last k-1 rows of [cache | chunk] before the dropped look-ahead frames */
                 int end = k1 + p->T - m->streaming[in[b].lookahead].cache_drop_size;
-                memcpy(tcache, dwin + (size_t)(end - k1) * d, sizeof(float) * (size_t)k1 * d);
+                memcpy(tcache, win + (size_t)(end - k1) * d, sizeof(float) * (size_t)k1 * d);
             }
         }
         if (m->conv_norm == ES_NORM_LAYER) {
@@ -586,9 +695,9 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
     }
 
     for (int b = 0; b < n; b++) {
-        const es_streaming_cfg *s = &m->streaming[in[b].lookahead];
         int frames = plan[b].len; /* offline: NeMo's encoded_len */
         if (in[b].slot >= 0) {
+            const es_streaming_cfg *s = &m->streaming[in[b].lookahead];
             frames = plan[b].T;
             int32_t *len = (int32_t *)es_encoder_channel_len(e, in[b].slot);
             int keep = plan[b].T - s->cache_drop_size;

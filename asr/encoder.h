@@ -8,12 +8,16 @@
  * weight matrix is read once per step however many streams there are; only the attention
  * scores and the depthwise convolution, which depend on each stream's own cache, run per stream.
  *
- * Cache layout in the slot pool (regions given at creation):
- *   channel: float [n_layers][max_cache_size][d_model]  the LayerNorm'ed attention inputs of
- *            the last frames (oldest first; only the last cache_size rows of a stream's
- *            look-ahead are used)
- *   time:    float [n_layers][kernel-1][d_model]        the depthwise conv's input tail
+ * Cache layout in the slot pool (ES_ENCODER_REGIONS regions from the first one given):
+ *   channel: float [n_layers][max_cache_size][d_model]  NeMo's cache_last_channel: the
+ *            LayerNorm'ed attention inputs of the last frames, oldest first (a stream uses the
+ *            first cache_size rows of its look-ahead)
+ *   time:    float [n_layers][kernel-1][d_model]        cache_last_time: the depthwise conv's
+ *            input tail
  *   length:  int32 [1]                                  cache_last_channel_len
+ *   key, value: float [n_layers][max_cache_size][d_model] linear_k / linear_v of the channel
+ *            cache. NeMo recomputes them from the channel cache at every step; keeping them
+ *            costs memory but removes most of the arithmetic of a short chunk.
  */
 #ifndef EARSHOT_ENCODER_H
 #define EARSHOT_ENCODER_H
@@ -25,7 +29,7 @@ typedef struct {
     const float *features; /* [width][n_mels], frame-major */
     int width;             /* mel columns, pre-encode cache columns included */
     int length;            /* valid columns (== width when streaming) */
-    int lookahead;         /* index into model->streaming */
+    int lookahead;         /* index into model->streaming; -1 = full context (offline only) */
     int drop_extra;        /* encoder frames to drop at the start (0 on a stream's first chunk) */
     int keep_all;          /* keep every output frame (the stream's last chunk) */
     int slot;              /* cache slot, or -1 for an offline pass without caches */
@@ -38,11 +42,13 @@ typedef struct {
 
 typedef struct es_encoder es_encoder;
 
+#define ES_ENCODER_REGIONS 5
+
 /* The regions the encoder needs in a slot pool, for es_slot_pool_create. Returns the count
-   written into region_bytes (3). */
+   written into region_bytes (ES_ENCODER_REGIONS). */
 int es_encoder_cache_regions(const es_model *m, size_t *region_bytes);
 
-/* `pool` may be NULL for offline-only use; regions first_region .. first_region+2 of it hold
+/* `pool` may be NULL for offline-only use; ES_ENCODER_REGIONS regions from first_region hold
    the encoder caches laid out as above. */
 es_encoder *es_encoder_create(const es_model *m, es_slot_pool *pool, int first_region);
 void es_encoder_free(es_encoder *e);

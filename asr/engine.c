@@ -11,17 +11,16 @@
 #include "chunker.h"
 #include "decoder.h"
 #include "encoder.h"
-#include "features.h"
+#include "mel.h"
 #include "model.h"
+#include "ops.h"
 #include "../cache/slot_pool.h"
 
-#include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-enum { REGION_ENCODER = 0, REGION_RNNT = 3, N_REGIONS = 4 };
+enum { REGION_ENCODER = 0, REGION_RNNT = ES_ENCODER_REGIONS, N_REGIONS = ES_ENCODER_REGIONS + 1 };
 
 struct es_engine {
     es_model *model;
@@ -54,8 +53,6 @@ struct es_stream {
     es_token *tokens;
     int n_tokens, tokens_cap;
 };
-
-extern void openblas_set_num_threads(int);
 
 es_engine_params es_engine_default_params(void)
 {
@@ -100,8 +97,7 @@ es_engine *es_engine_create(const char *model_path, const es_engine_params *para
     e->mel = (es_mel_config){.sample_rate = m->sample_rate, .n_fft = m->n_fft, .hop_length = m->hop_length,
                              .win_length = m->win_length, .n_mels = m->n_mels, .preemph = 0.97f,
                              .window = m->window, .filterbank = m->filterbank};
-    int threads = p.n_threads > 0 ? p.n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    openblas_set_num_threads(threads > 0 ? threads : 1);
+    es_set_compute_threads(p.n_threads);
     return e;
 }
 

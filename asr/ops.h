@@ -16,6 +16,9 @@ void es_layer_norm_forward(const es_layer_norm *n, const float *x, int rows, int
 void es_swish(float *x, size_t n);
 /* y[rows][d] = a * sigmoid(b) where x[rows][2d] = [a | b] */
 void es_glu(const float *x, int rows, int d, float *y);
+/* Sets the compute pool's size: OpenMP threads for our loops and splits, OpenBLAS kept
+   single-threaded inside them (0 = one per core). */
+void es_set_compute_threads(int n);
 /* dst += scale * src */
 void es_add_scaled(float *dst, const float *src, size_t n, float scale);
 

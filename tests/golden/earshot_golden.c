@@ -19,7 +19,7 @@
 #include "decoder.h"
 #include "earshot.h"
 #include "encoder.h"
-#include "features.h"
+#include "mel.h"
 #include "model.h"
 #include "npy.h"
 
@@ -36,6 +36,16 @@
 #include <unistd.h>
 
 /* ---- bookkeeping of checks ---- */
+
+static const float *F(const npy_array *a)
+{
+    return npy_f32(a);
+}
+
+static const int32_t *I(const npy_array *a)
+{
+    return npy_i32(a);
+}
 
 typedef struct {
     const char *case_dir;
@@ -64,7 +74,7 @@ static npy_array *load(golden *g, const char *name)
     char path[PATH_MAX], err[256];
     snprintf(path, sizeof path, "%s/%s.npy", g->case_dir, name);
     npy_array *a = calloc(1, sizeof *a);
-    if (!a || npy_read(path, a, err, sizeof err) != 0) {
+    if (!a || npy_load(path, a, err, sizeof err) != 0) {
         report(g, 0, "%s: cannot read: %s", name, a ? err : "out of memory");
         free(a);
         return NULL;
@@ -200,11 +210,11 @@ static float *check_mel(golden *g, const es_model *m, const float *audio, size_t
     npy_array *ref = load(g, "mel");
     if (!ref || T < 0)
         return mel;
-    if (ref->shape[0] != m->n_mels || ref->shape[1] != T) {
-        report(g, 0, "mel: shape [%d, %d], expected [%d, %d]", m->n_mels, T, ref->shape[0], ref->shape[1]);
+    if ((int)ref->shape[0] != m->n_mels || (int)ref->shape[1] != T) {
+        report(g, 0, "mel: shape [%d, %d], expected [%d, %d]", m->n_mels, T, (int)ref->shape[0], (int)ref->shape[1]);
     } else {
         float *t = transpose(mel, T, m->n_mels);
-        compare_real(g, "mel", t, ref->f, (size_t)T * m->n_mels);
+        compare_real(g, "mel", t, F(ref), (size_t)T * m->n_mels);
         free(t);
     }
     unload(ref);
@@ -228,11 +238,11 @@ static void check_offline(golden *g, const es_model *m, int la, const char *pref
     }
     npy_array *ref = load(g, name);
     if (ref) {
-        if (ref->shape[0] != m->d_model || ref->shape[1] != out.n_frames) {
-            report(g, 0, "%s: %d frames, expected %d", name, out.n_frames, ref->shape[1]);
+        if ((int)ref->shape[0] != m->d_model || (int)ref->shape[1] != out.n_frames) {
+            report(g, 0, "%s: %d frames, expected %d", name, out.n_frames, (int)ref->shape[1]);
         } else {
             float *t = transpose(out.frames, out.n_frames, m->d_model);
-            compare_real(g, name, t, ref->f, (size_t)out.n_frames * m->d_model);
+            compare_real(g, name, t, F(ref), (size_t)out.n_frames * m->d_model);
             free(t);
         }
     }
@@ -255,10 +265,10 @@ static void check_ctc(golden *g, const es_model *m, const char *prefix, const ch
     snprintf(name, sizeof name, "%s%s_ctc_log_probs", prefix, kind);
     npy_array *ref = load(g, name);
     if (ref) {
-        if (ref->shape[0] != n_frames)
-            report(g, 0, "%s: %d frames, expected %d", name, n_frames, ref->shape[0]);
+        if ((int)ref->shape[0] != n_frames)
+            report(g, 0, "%s: %d frames, expected %d", name, n_frames, (int)ref->shape[0]);
         else
-            compare_real(g, name, lp, ref->f, (size_t)n_frames * V1);
+            compare_real(g, name, lp, F(ref), (size_t)n_frames * V1);
     }
     unload(ref);
     int prev = -1, *ids = malloc(sizeof(int) * (size_t)n_frames + 1);
@@ -267,7 +277,7 @@ static void check_ctc(golden *g, const es_model *m, const char *prefix, const ch
     snprintf(name, sizeof name, "%s%s_ctc_frame_ids", prefix, kind);
     ref = load(g, name);
     if (ref)
-        compare_ints(g, name, ids, n_frames, ref->i, (int)ref->count);
+        compare_ints(g, name, ids, n_frames, I(ref), (int)ref->count);
     unload(ref);
     int *tid = malloc(sizeof(int) * (size_t)n_tok + 1);
     for (int i = 0; i < n_tok; i++)
@@ -275,7 +285,7 @@ static void check_ctc(golden *g, const es_model *m, const char *prefix, const ch
     snprintf(name, sizeof name, "%s%s_ctc_tokens", prefix, kind);
     ref = load(g, name);
     if (ref)
-        compare_ints(g, name, tid, n_tok, ref->i, (int)ref->count);
+        compare_ints(g, name, tid, n_tok, I(ref), (int)ref->count);
     unload(ref);
     if (want_text) {
         char *text = es_tokens_to_text(m, tok, n_tok);
@@ -302,7 +312,7 @@ static void check_rnnt_offline(golden *g, const es_model *m, const char *prefix,
     snprintf(name, sizeof name, "%soffline_rnnt_tokens", prefix);
     npy_array *ref = load(g, name);
     if (ref)
-        compare_ints(g, name, tid, n_tok, ref->i, (int)ref->count);
+        compare_ints(g, name, tid, n_tok, I(ref), (int)ref->count);
     unload(ref);
     if (want_text) {
         char *text = es_tokens_to_text(m, tok, n_tok);
@@ -329,7 +339,7 @@ static void check_caches(golden *g, const es_model *m, es_encoder *enc, int slot
         if (ref->count != (size_t)m->n_layers * C * d)
             report(g, 0, "%s: size %zu, expected %zu", name, (size_t)m->n_layers * C * d, ref->count);
         else
-            compare_real(g, name, got, ref->f, ref->count);
+            compare_real(g, name, got, F(ref), ref->count);
         free(got);
     }
     unload(ref);
@@ -346,7 +356,7 @@ static void check_caches(golden *g, const es_model *m, es_encoder *enc, int slot
         if (ref->count != (size_t)m->n_layers * d * k1)
             report(g, 0, "%s: size mismatch", name);
         else
-            compare_real(g, name, got, ref->f, ref->count);
+            compare_real(g, name, got, F(ref), ref->count);
         free(got);
     }
     unload(ref);
@@ -354,7 +364,7 @@ static void check_caches(golden *g, const es_model *m, es_encoder *enc, int slot
     ref = load(g, name);
     if (ref) {
         int len = *es_encoder_channel_len(enc, slot);
-        compare_ints(g, name, &len, 1, ref->i, (int)ref->count);
+        compare_ints(g, name, &len, 1, I(ref), (int)ref->count);
     }
     unload(ref);
 }
@@ -369,9 +379,9 @@ static void check_streaming(golden *g, const es_model *m, int la, const cJSON *l
     const cJSON *saved = jget(stream, "cache_steps_saved");
     int want_chunks = jint(stream, "n_chunks", -1);
 
-    size_t regions[3];
+    size_t regions[ES_ENCODER_REGIONS];
     es_encoder_cache_regions(m, regions);
-    es_slot_pool *pool = es_slot_pool_create(1, regions, 3);
+    es_slot_pool *pool = es_slot_pool_create(1, regions, ES_ENCODER_REGIONS);
     es_encoder *enc = es_encoder_create(m, pool, 0);
     int slot = es_slot_acquire(pool);
     es_chunker *ch = es_chunker_create(m, la);
@@ -391,24 +401,24 @@ static void check_streaming(golden *g, const es_model *m, int la, const cJSON *l
 
     int n_chunks = 0, total_frames = 0, bad_meta = 0;
     double feat_err = 0, feat_max = 0;
-    float *streamed = malloc(sizeof(float) * (size_t)enc_ref->shape[1] * d + 1);
+    float *streamed = malloc(sizeof(float) * (size_t)(int)enc_ref->shape[1] * d + 1);
     float *fref_chunk = NULL;
     while (es_chunker_ready(ch)) {
         es_chunk c;
         es_chunker_peek(ch, &c);
         int k = n_chunks;
         if (k + 1 < (int)foff->count) {
-            int w = foff->i[k + 1] - foff->i[k];
-            if (w != c.width || drop->i[k] != c.drop_extra || keep->i[k] != c.keep_all) {
+            int w = I(foff)[k + 1] - I(foff)[k];
+            if (w != c.width || I(drop)[k] != c.drop_extra || I(keep)[k] != c.keep_all) {
                 if (!bad_meta)
                     report(g, 0, "%sstream chunk %d: width %d drop %d keep %d, expected %d %d %d", prefix, k, c.width,
-                           c.drop_extra, c.keep_all, w, drop->i[k], keep->i[k]);
+                           c.drop_extra, c.keep_all, w, I(drop)[k], I(keep)[k]);
                 bad_meta = 1;
             } else {
                 /* golden features are [n_mels][sum widths] */
                 for (int t = 0; t < w; t++)
                     for (int f = 0; f < nm; f++) {
-                        double r = feat->f[(size_t)f * feat->shape[1] + foff->i[k] + t];
+                        double r = F(feat)[(size_t)f * (int)feat->shape[1] + I(foff)[k] + t];
                         double e = fabs(r - c.features[(size_t)t * nm + f]);
                         if (!(e <= feat_err))
                             feat_err = isnan(e) ? INFINITY : e;
@@ -425,12 +435,12 @@ static void check_streaming(golden *g, const es_model *m, int la, const cJSON *l
             report(g, 0, "%sstream chunk %d: encoder failed: %s", prefix, k, err);
             break;
         }
-        if (k + 1 < (int)eoff->count && out.n_frames != eoff->i[k + 1] - eoff->i[k] && !bad_meta) {
+        if (k + 1 < (int)eoff->count && out.n_frames != I(eoff)[k + 1] - I(eoff)[k] && !bad_meta) {
             report(g, 0, "%sstream chunk %d: %d frames, expected %d", prefix, k, out.n_frames,
-                   eoff->i[k + 1] - eoff->i[k]);
+                   I(eoff)[k + 1] - I(eoff)[k]);
             bad_meta = 1;
         }
-        if (total_frames + out.n_frames <= enc_ref->shape[1])
+        if (total_frames + out.n_frames <= (int)enc_ref->shape[1])
             memcpy(streamed + (size_t)total_frames * d, out.frames, sizeof(float) * (size_t)out.n_frames * d);
         total_frames += out.n_frames;
         es_chunker_consume(ch);
@@ -448,11 +458,11 @@ static void check_streaming(golden *g, const es_model *m, int la, const cJSON *l
     int fok = g->gpu || feat_err <= 1e-4 * feat_max;
     report(g, fok, "%-44s max|err| %.3g  (max|ref| %.3g)", (snprintf(name, sizeof name, "%sstream_chunk_features", prefix), name),
            feat_err, feat_max);
-    if (total_frames != enc_ref->shape[1]) {
-        report(g, 0, "%sstream_encoded: %d frames, expected %d", prefix, total_frames, enc_ref->shape[1]);
+    if (total_frames != (int)enc_ref->shape[1]) {
+        report(g, 0, "%sstream_encoded: %d frames, expected %d", prefix, total_frames, (int)enc_ref->shape[1]);
     } else {
         float *t = transpose(streamed, total_frames, d);
-        compare_real(g, (snprintf(name, sizeof name, "%sstream_encoded", prefix), name), t, enc_ref->f,
+        compare_real(g, (snprintf(name, sizeof name, "%sstream_encoded", prefix), name), t, F(enc_ref),
                      (size_t)total_frames * d);
         free(t);
         /* decoders on the streamed frames, chunk by chunk as they arrived */
@@ -464,9 +474,9 @@ static void check_streaming(golden *g, const es_model *m, int la, const cJSON *l
             es_token *tok = malloc(sizeof(es_token) * (size_t)cap);
             npy_array *counts = load(g, (snprintf(name, sizeof name, "%sstream_rnnt_token_counts", prefix), name));
             for (int k = 0; k + 1 < (int)eoff->count; k++) {
-                int f0 = eoff->i[k], nf = eoff->i[k + 1] - f0;
+                int f0 = I(eoff)[k], nf = I(eoff)[k + 1] - f0;
                 n_tok += es_rnnt_greedy(m, state, streamed + (size_t)f0 * d, nf, f0, tok + n_tok, cap - n_tok);
-                if (counts && k < (int)counts->count && counts->i[k] != n_tok)
+                if (counts && k < (int)counts->count && I(counts)[k] != n_tok)
                     counts_ok = 0;
             }
             report(g, counts && counts_ok, "%sstream_rnnt_token_counts per chunk %s", prefix,
@@ -477,7 +487,7 @@ static void check_streaming(golden *g, const es_model *m, int la, const cJSON *l
                 tid[i] = tok[i].id;
             npy_array *ref = load(g, (snprintf(name, sizeof name, "%sstream_rnnt_tokens", prefix), name));
             if (ref)
-                compare_ints(g, name, tid, n_tok, ref->i, (int)ref->count);
+                compare_ints(g, name, tid, n_tok, I(ref), (int)ref->count);
             unload(ref);
             const char *want = jstr(lam, "stream_rnnt_text");
             if (want) {
@@ -583,7 +593,7 @@ static void check_public_api(golden *g, const char *model_path, const float *aud
         char label[160];
         snprintf(label, sizeof label, "api %s (batched, %d steps, batch<=%d)", want[s], steps, max_batch);
         if (ref)
-            compare_ints(g, label, ids, nt, ref->i, (int)ref->count);
+            compare_ints(g, label, ids, nt, I(ref), (int)ref->count);
         report(g, es_stream_done(streams[s]), "api %s: stream done after end of audio", want[s]);
         unload(ref);
         free(ids);
