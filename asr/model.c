@@ -8,6 +8,8 @@
  */
 #include "model.h"
 
+#include "ops.h"
+
 #include <cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -575,6 +577,38 @@ static void load_decoders(loader *ld)
     }
 }
 
+/* Every linear layer of the encoder, for packing and freeing. */
+static int encoder_linears(es_model *m, es_linear **out)
+{
+    int n = 0;
+    out[n++] = &m->sub_out;
+    for (int i = 0; i < m->n_layers; i++) {
+        es_layer *L = &m->layers[i];
+        es_linear *ls[] = {&L->ff1_in, &L->ff1_out, &L->q, &L->k, &L->v, &L->att_out, &L->pos, &L->pw1, &L->pw2,
+                           &L->ff2_in, &L->ff2_out};
+        for (size_t k = 0; k < sizeof ls / sizeof ls[0]; k++)
+            out[n++] = ls[k];
+    }
+    return n;
+}
+
+#define LINEARS_PER_LAYER 11
+
+static void pack_encoder(loader *ld)
+{
+    es_model *m = ld->m;
+    es_linear **ls = malloc(sizeof(es_linear *) * (size_t)(1 + LINEARS_PER_LAYER * m->n_layers));
+    if (!ls) {
+        fail(ld, "out of memory");
+        return;
+    }
+    int n = encoder_linears(m, ls);
+    for (int i = 0; i < n && !ld->failed; i++)
+        if (es_linear_pack(ls[i]) != 0)
+            fail(ld, "out of memory packing the encoder's weights");
+    free(ls);
+}
+
 static void load_vocabulary(loader *ld, const cJSON *meta)
 {
     es_model *m = ld->m;
@@ -686,6 +720,8 @@ es_model *es_model_load(const char *path, char *err, size_t errlen)
         load_encoder(&ld);
     if (!ld.failed)
         load_decoders(&ld);
+    if (!ld.failed)
+        pack_encoder(&ld);
     cJSON_Delete(ld.header);
     cJSON_Delete(ld.config);
     if (ld.failed) {
@@ -699,11 +735,17 @@ void es_model_free(es_model *m)
 {
     if (!m)
         return;
-    if (m->layers)
+    if (m->layers) {
+        es_linear **ls = malloc(sizeof(es_linear *) * (size_t)(1 + LINEARS_PER_LAYER * m->n_layers));
+        int n = ls ? encoder_linears(m, ls) : 0;
+        for (int i = 0; i < n; i++)
+            free(ls[i]->packed);
+        free(ls);
         for (int i = 0; i < m->n_layers; i++) {
             free(m->layers[i].bn_scale);
             free(m->layers[i].bn_shift);
         }
+    }
     free(m->layers);
     if (m->vocab)
         for (int i = 0; i < m->n_vocab; i++)

@@ -22,11 +22,13 @@ typedef enum { ES_SUB_DW_STRIDING, ES_SUB_STRIDING } es_subsampling_kind;
 typedef enum { ES_ATT_CHUNKED_LIMITED, ES_ATT_REGULAR } es_att_style;
 typedef enum { ES_NORM_LAYER, ES_NORM_BATCH } es_conv_norm_kind;
 
-/* y = x W^T + b, with W [out][in] as PyTorch stores it; b may be NULL. */
+/* y = x W^T + b, with W [out][in] as PyTorch stores it; b may be NULL. `packed` is W laid out
+   for the CPU kernel (see ops.h), made at load time and owned by the model; NULL if not made. */
 typedef struct {
     const float *w;
     const float *b;
     int out, in;
+    float *packed;
 } es_linear;
 
 typedef struct {

@@ -10,6 +10,10 @@
 
 /* y[rows][l.out] = x[rows][l.in] W^T + b */
 void es_linear_forward(const es_linear *l, const float *x, int rows, float *y);
+/* Lays W out in panels of 16 outputs, [panel][in][16], zero-padded, so that the kernel streams
+   one contiguous panel per 16 outputs for any number of rows. Returns 0 or -1 (out of memory);
+   the caller frees l->packed. */
+int es_linear_pack(es_linear *l);
 /* y = LayerNorm(x) over the last dimension d, eps 1e-5 as PyTorch's default; y may equal x. */
 void es_layer_norm_forward(const es_layer_norm *n, const float *x, int rows, int d, float *y);
 /* in place: x * sigmoid(x) */
