@@ -140,7 +140,10 @@ static int has_array(const gcase *c, const char *name)
 static int load(const gcase *c, const char *prefix, const char *name, npy_dtype dt, int ndim, npy_array *a)
 {
     char path[4096], err[512];
-    snprintf(path, sizeof path, "%s/%s%s.npy", c->dir, prefix, name);
+    if (snprintf(path, sizeof path, "%s/%s%s.npy", c->dir, prefix, name) >= (int)sizeof path) {
+        report(0, "%s%s: path too long", prefix, name);
+        return -1;
+    }
     if (npy_load_typed(path, dt, ndim, a, err, sizeof err) != 0) {
         report(0, "%s%s: %s", prefix, name, err);
         return -1;

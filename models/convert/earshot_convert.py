@@ -77,7 +77,6 @@ class NemoArchive:
 
     def __init__(self, path):
         self.path = path
-        self.display = os.path.basename(path)
         try:
             size = os.path.getsize(path)
             with open(path, "rb") as f:
@@ -105,7 +104,16 @@ class NemoArchive:
                 name = name[2:]
             if m.isfile():
                 self.members[name] = m
+        # tarfile stops quietly at a header cut short.  A complete plain tar
+        # ends with two zero blocks after its last member; when they are
+        # missing, say so in the messages about missing members.
+        self.truncated = False
+        if not self.compressed:
+            ends = [m.offset_data + (m.size + 511) // 512 * 512 for m in members]
+            self.truncated = self.size < max(ends, default=0) + 1024
         if not self.members:
+            if self.truncated:
+                raise ConvertError("%s is truncated (not one complete file in it)" % path)
             raise ConvertError("%s is not a .nemo archive (a tar with no files in it)" % path)
 
     def close(self):
@@ -114,6 +122,8 @@ class NemoArchive:
     def _member(self, name):
         m = self.members.get(name)
         if m is None:
+            if self.truncated:
+                raise ConvertError("%s is truncated: it ends before %s" % (self.path, name))
             raise ConvertError("%s has no %s (is it a NeMo model archive?)" % (self.path, name))
         # tarfile does not notice a plain tar cut short inside the last member's
         # data; compare with the file size so the message says what happened.
@@ -181,78 +191,58 @@ if yaml is not None:
 
 
 _INTERPOLATION = re.compile(r"\$\{([A-Za-z0-9_.]+)\}")
+_NOT_FOUND = object()
 
 
 def _lookup(cfg, dotted):
-    node = cfg
-    for part in dotted.split("."):
-        if isinstance(node, dict) and part in node:
+    """Value at 'a.b.c'; also tries without a leading 'model.' (the root of
+    the training config, which is the root of model_config.yaml)."""
+    paths = [dotted]
+    if dotted.startswith("model."):
+        paths.append(dotted[len("model."):])
+    for path in paths:
+        node = cfg
+        for part in path.split("."):
+            if not isinstance(node, dict) or part not in node:
+                node = _NOT_FOUND
+                break
             node = node[part]
-        elif isinstance(node, list) and part.isdigit() and int(part) < len(node):
-            node = node[int(part)]
-        else:
-            raise KeyError(dotted)
-    return node
+        if node is not _NOT_FOUND:
+            return node
+    return _NOT_FOUND
 
 
 def resolve_interpolations(cfg):
     """Replace OmegaConf '${a.b}' references by their values.
 
     NeMo usually saves resolved configs, but some archives keep references
-    such as '${model.sample_rate}' ('model.' being the root of the training
-    config).  Only plain absolute references are resolved; anything else
-    (custom resolvers) is left as written and, if it is in a field we check,
-    refused with the literal text in the message.
+    such as '${model.sample_rate}'.  Only plain absolute references are
+    resolved; anything else (custom resolvers, missing keys) is left as
+    written and, if it is in a field we check, refused showing that text.
     """
 
-    def resolve_str(s, depth):
-        if depth > 20:
-            return s
-        m = _INTERPOLATION.fullmatch(s)
-        if m:
-            value = find(m.group(1))
-            if value is None and not _has(m.group(1)):
-                return s
-            return resolve(value, depth + 1)
-
-        def sub(m):
-            if not _has(m.group(1)):
-                return m.group(0)
-            v = resolve(find(m.group(1)), depth + 1)
-            return json.dumps(v) if isinstance(v, bool) or v is None else str(v)
-
-        return _INTERPOLATION.sub(sub, s)
-
-    def candidates(dotted):
-        yield dotted
-        if dotted.startswith("model."):
-            yield dotted[len("model."):]
-
-    def _has(dotted):
-        for c in candidates(dotted):
-            try:
-                _lookup(cfg, c)
-                return True
-            except KeyError:
-                pass
-        return False
-
-    def find(dotted):
-        for c in candidates(dotted):
-            try:
-                return _lookup(cfg, c)
-            except KeyError:
-                pass
-        return None
-
     def resolve(node, depth=0):
+        if depth > 20:  # a reference cycle; leave the rest as written
+            return node
         if isinstance(node, dict):
             return {k: resolve(v, depth) for k, v in node.items()}
         if isinstance(node, list):
             return [resolve(v, depth) for v in node]
-        if isinstance(node, str) and "${" in node:
-            return resolve_str(node, depth)
-        return node
+        if not isinstance(node, str) or "${" not in node:
+            return node
+        whole = _INTERPOLATION.fullmatch(node)
+        if whole:  # the whole value: keep the referenced value's type
+            value = _lookup(cfg, whole.group(1))
+            return node if value is _NOT_FOUND else resolve(value, depth + 1)
+
+        def text_of(m):  # part of a string: substitute its text
+            value = _lookup(cfg, m.group(1))
+            if value is _NOT_FOUND:
+                return m.group(0)
+            value = resolve(value, depth + 1)
+            return json.dumps(value) if isinstance(value, bool) or value is None else str(value)
+
+        return _INTERPOLATION.sub(text_of, node)
 
     return resolve(cfg)
 
@@ -399,11 +389,15 @@ def _check_preprocessor(cfg, info):
     if not (isinstance(normalize, str) and normalize.lower() == "na"):
         raise unsupported("preprocessor.normalize", normalize, "NA", "per_feature")
 
-    # (path, NeMo's default, the value the engine implements).  n_fft absent
-    # or null means the next power of 2 above the window: 512 for 400 samples.
+    # n_fft absent or null means the next power of 2 above the window: 512
+    # for the 400-sample window required below.
+    n_fft = cfg_get(cfg, "preprocessor.n_fft")
+    if not (n_fft is _ABSENT or n_fft is None or (_is_int(n_fft) and n_fft == 512)):
+        raise unsupported("preprocessor.n_fft", n_fft, "512")
+
+    # (path, NeMo's default, the value the engine implements)
     numeric = [
         ("preprocessor.sample_rate", 16000, 16000),
-        ("preprocessor.n_fft", 512, 512),
         ("preprocessor.window_size", 0.02, 0.025),
         ("preprocessor.window_stride", 0.01, 0.01),
         ("preprocessor.frame_splicing", 1, 1),
@@ -413,8 +407,7 @@ def _check_preprocessor(cfg, info):
     ]
     for path, default, wanted in numeric:
         value = cfg_get(cfg, path)
-        effective = default if value is _ABSENT or (value is None and path.endswith("n_fft")) else value
-        if not _close(effective, wanted):
+        if not _close(default if value is _ABSENT else value, wanted):
             raise unsupported(path, value, repr(wanted), default)
     _check_choice(cfg, "preprocessor.window", "hann", ["hann"])
     _check_choice(cfg, "preprocessor.log", True, [True])
@@ -503,6 +496,15 @@ def _check_encoder(cfg, info):
     info.lookaheads = _check_att_context(cfg, style)
 
 
+def _note_vocabulary(cfg, info, count_path, list_path):
+    """Remember the head's vocabulary size and list, where the config has
+    them, to cross-check with the tokenizer."""
+    for path, into in ((count_path, info.class_counts), (list_path, info.vocab_fields)):
+        value = cfg_get(cfg, path, None) if path else None
+        if value is not None:
+            into.append((path, value))
+
+
 def _check_decoders(cfg, info):
     dec_target = cfg_get(cfg, "decoder._target_")
     dec_class = _class_name(dec_target)
@@ -510,10 +512,10 @@ def _check_decoders(cfg, info):
 
     if dec_class == "ConvASRDecoder":
         if has_aux:
-            raise unsupported("aux_ctc", "(present)", "aux_ctc only with an RNNTDecoder")
+            raise ConvertError("unsupported config: aux_ctc with a CTC decoder "
+                               "(supported: aux_ctc only with an RNNTDecoder, i.e. a hybrid model)")
         info.kind = "ctc"
-        info.class_counts.append(("decoder.num_classes", cfg_get(cfg, "decoder.num_classes")))
-        info.vocab_fields.append(("decoder.vocabulary", cfg_get(cfg, "decoder.vocabulary")))
+        _note_vocabulary(cfg, info, "decoder.num_classes", "decoder.vocabulary")
     elif dec_class == "RNNTDecoder":
         joint_target = cfg_get(cfg, "joint._target_")
         if _class_name(joint_target) != "RNNTJoint":
@@ -526,24 +528,19 @@ def _check_decoders(cfg, info):
         _check_choice(cfg, "joint.num_extra_outputs", 0, [0])
         info.pred_hidden = cfg_get(cfg, "decoder.prednet.pred_hidden", None)
         info.joint_hidden = cfg_get(cfg, "joint.jointnet.joint_hidden", None)
-        info.class_counts.append(("decoder.vocab_size", cfg_get(cfg, "decoder.vocab_size")))
-        info.class_counts.append(("joint.num_classes", cfg_get(cfg, "joint.num_classes")))
-        info.vocab_fields.append(("joint.vocabulary", cfg_get(cfg, "joint.vocabulary")))
+        _note_vocabulary(cfg, info, "decoder.vocab_size", None)
+        _note_vocabulary(cfg, info, "joint.num_classes", "joint.vocabulary")
         if has_aux:
             aux_target = cfg_get(cfg, "aux_ctc.decoder._target_")
             if _class_name(aux_target) != "ConvASRDecoder":
                 raise unsupported("aux_ctc.decoder._target_", aux_target, "...ConvASRDecoder")
             info.kind = "hybrid"
-            info.class_counts.append(("aux_ctc.decoder.num_classes", cfg_get(cfg, "aux_ctc.decoder.num_classes")))
-            info.vocab_fields.append(("aux_ctc.decoder.vocabulary", cfg_get(cfg, "aux_ctc.decoder.vocabulary")))
+            _note_vocabulary(cfg, info, "aux_ctc.decoder.num_classes", "aux_ctc.decoder.vocabulary")
         else:
             info.kind = "rnnt"
     else:
         raise unsupported("decoder._target_", dec_target, "...ConvASRDecoder, ...RNNTDecoder")
-    info.vocab_fields.append(("labels", cfg_get(cfg, "labels")))
-    # Keep only what the config actually has.
-    info.vocab_fields = [(p, v) for p, v in info.vocab_fields if v is not _ABSENT and v is not None]
-    info.class_counts = [(p, v) for p, v in info.class_counts if v is not _ABSENT and v is not None]
+    _note_vocabulary(cfg, info, None, "labels")
 
 
 def validate_config(cfg):
@@ -674,7 +671,7 @@ class DType:
     def __init__(self, torch_name, itemsize, in_code, out_name, out_itemsize):
         self.torch_name = torch_name      # for messages
         self.itemsize = itemsize          # bytes per element in the checkpoint
-        self.in_code = in_code            # how to convert (see tensor_bytes)
+        self.in_code = in_code            # how to convert (see convert_elements)
         self.out_name = out_name          # safetensors dtype written
         self.out_itemsize = out_itemsize
 
@@ -744,7 +741,8 @@ def _rebuild_tensor(storage, storage_offset, size, stride, *unused):
     size = _ints(size, "shape")
     stride = _ints(stride, "stride")
     if len(size) != len(stride):
-        raise ConvertError("corrupt checkpoint: tensor shape %r and stride %r differ in rank" % (size, stride))
+        raise ConvertError("corrupt checkpoint: tensor shape %r and stride %r differ in rank"
+                           % (size, stride))
     return TensorRef(storage, storage_offset, size, stride)
 
 
@@ -841,8 +839,9 @@ class Checkpoint:
                                % (self.label, type(obj).__name__))
         tensors = collections.OrderedDict()
         for name, value in obj.items():
-            if not isinstance(name, str):
-                raise ConvertError("corrupt checkpoint: state dict key %r is not a string" % (name,))
+            if not isinstance(name, str) or name == "__metadata__":
+                # (__metadata__ is the one name a safetensors tensor cannot have)
+                raise ConvertError("corrupt checkpoint: unusable state dict key %r" % (name,))
             if isinstance(value, TensorRef):
                 tensors[name] = value
             elif name.endswith("_extra_state"):
@@ -1188,11 +1187,15 @@ def convert(nemo_path, out_path):
     archive = NemoArchive(nemo_path)
     ckpt_file = None
     try:
-        cfg = load_config(archive.read("model_config.yaml").decode("utf-8", "replace"))
+        try:
+            text = archive.read("model_config.yaml").decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConvertError("model_config.yaml is not UTF-8 text (%s)" % e.reason)
+        cfg = load_config(text)
         info = validate_config(cfg)
 
         tok_name = tokenizer_member_name(cfg)
-        if not archive.has(tok_name):
+        if not archive.has(tok_name) and not archive.truncated:
             raise ConvertError("%s has no %s (the tokenizer named by tokenizer.model_path)"
                                % (nemo_path, tok_name))
         pieces = parse_sentencepiece(archive.read(tok_name))
