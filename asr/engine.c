@@ -22,6 +22,15 @@
 
 enum { REGION_ENCODER = 0, REGION_RNNT = ES_ENCODER_REGIONS, N_REGIONS = ES_ENCODER_REGIONS + 1 };
 
+/* Arguments of one batched RNNT call, sized for the largest step so far. */
+typedef struct {
+    void **states;
+    const float **frames;
+    int *n_frames, *first, *max_out, *n_out;
+    es_token **outs;
+    es_stream **who;
+} rnnt_batch;
+
 struct es_engine {
     es_model *model;
     es_slot_pool *pool;
@@ -35,6 +44,7 @@ struct es_engine {
     int step_cap;
     float *ctc_scratch;
     size_t ctc_scratch_cap;
+    rnnt_batch rnnt;
 };
 
 struct es_stream {
@@ -113,6 +123,14 @@ void es_engine_free(es_engine *e)
     free(e->outputs);
     free(e->chunks);
     free(e->ctc_scratch);
+    free(e->rnnt.states);
+    free(e->rnnt.frames);
+    free(e->rnnt.n_frames);
+    free(e->rnnt.first);
+    free(e->rnnt.max_out);
+    free(e->rnnt.n_out);
+    free(e->rnnt.outs);
+    free(e->rnnt.who);
     free(e);
 }
 
@@ -268,7 +286,7 @@ static int drain_features(es_stream *s, const float *samples, size_t n, int fini
         return -1;
     int got = finish ? es_mel_finish(s->mel, s->columns, max) : es_mel_push(s->mel, samples, n, s->columns, max);
     for (;;) {
-        if (got > 0 && es_chunker_push(s->chunker, s->columns, got) != 0)
+        if (got < 0 || (got > 0 && es_chunker_push(s->chunker, s->columns, got) != 0))
             return -1;
         if (got < max)
             return 0;
@@ -335,20 +353,36 @@ static int reserve_tokens(es_stream *s, int more)
     return 0;
 }
 
+/* realloc that keeps the old block on failure; *ok is cleared then. */
+static void *grow(void *p, size_t bytes, int *ok)
+{
+    void *q = realloc(p, bytes);
+    if (!q) {
+        *ok = 0;
+        return p;
+    }
+    return q;
+}
+
 static int ensure_step(es_engine *e, int n)
 {
     if (n <= e->step_cap)
         return 0;
-    es_encoder_input *in = realloc(e->inputs, sizeof *in * (size_t)n);
-    if (in)
-        e->inputs = in;
-    es_encoder_output *out = realloc(e->outputs, sizeof *out * (size_t)n);
-    if (out)
-        e->outputs = out;
-    es_chunk *ch = realloc(e->chunks, sizeof *ch * (size_t)n);
-    if (ch)
-        e->chunks = ch;
-    if (!in || !out || !ch)
+    int ok = 1;
+    size_t k = (size_t)n;
+    rnnt_batch *r = &e->rnnt;
+    e->inputs = grow(e->inputs, sizeof *e->inputs * k, &ok);
+    e->outputs = grow(e->outputs, sizeof *e->outputs * k, &ok);
+    e->chunks = grow(e->chunks, sizeof *e->chunks * k, &ok);
+    r->states = grow(r->states, sizeof *r->states * k, &ok);
+    r->frames = grow(r->frames, sizeof *r->frames * k, &ok);
+    r->n_frames = grow(r->n_frames, sizeof *r->n_frames * k, &ok);
+    r->first = grow(r->first, sizeof *r->first * k, &ok);
+    r->max_out = grow(r->max_out, sizeof *r->max_out * k, &ok);
+    r->n_out = grow(r->n_out, sizeof *r->n_out * k, &ok);
+    r->outs = grow(r->outs, sizeof *r->outs * k, &ok);
+    r->who = grow(r->who, sizeof *r->who * k, &ok);
+    if (!ok)
         return -1;
     e->step_cap = n;
     return 0;
@@ -375,12 +409,13 @@ static int decode_ctc(es_engine *e, es_stream *s, const es_encoder_output *o)
 static int decode_rnnt(es_engine *e, es_stream **streams, int n)
 {
     /* batch every RNNT stream of the step through one greedy loop */
+    rnnt_batch *r = &e->rnnt;
+    void **states = r->states;
+    const float **frames = r->frames;
+    int *n_frames = r->n_frames, *first = r->first, *max_out = r->max_out, *n_out = r->n_out;
+    es_token **outs = r->outs;
+    es_stream **who = r->who;
     int B = 0;
-    void *states[n];
-    const float *frames[n];
-    int n_frames[n], first[n], max_out[n], n_out[n];
-    es_token *outs[n];
-    es_stream *who[n];
     for (int i = 0; i < n; i++) {
         es_stream *s = streams[i];
         if (s->decoder != ES_DECODER_RNNT)

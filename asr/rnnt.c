@@ -26,6 +26,7 @@
  * the sequence of decisions it would see alone.
  */
 #include "decoder.h"
+#include "ops.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -63,18 +64,6 @@ size_t es_rnnt_state_bytes(const es_model *m)
 }
 
 /* y[rows][out] = x[rows][in] W^T + b (b may be NULL) */
-static void linear(const es_linear *l, const float *x, int rows, float *y)
-{
-    float beta = 0.0f;
-    if (l->b) {
-        for (int r = 0; r < rows; r++)
-            memcpy(y + (size_t)r * l->out, l->b, (size_t)l->out * sizeof(float));
-        beta = 1.0f;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, l->out, l->in, 1.0f, x, l->in, l->w, l->in, beta,
-                y, l->out);
-}
-
 static float sigmoid(float x)
 {
     return 1.0f / (1.0f + expf(-x));
@@ -143,7 +132,7 @@ static void predict(const es_model *m, work *w, rnnt_view *st, const int *sel, i
         memcpy(w->hp + (size_t)i * H, s->h, (size_t)H * sizeof(float));
     }
     /* gates = (x W_ih^T + b_ih) + (h W_hh^T + b_hh), in PyTorch's order i, f, g, o */
-    linear(&m->lstm_ih, w->x, n, w->gates);
+    es_linear_forward(&m->lstm_ih, w->x, n, w->gates);
     if (m->lstm_hh.b)
         for (int i = 0; i < n; i++)
             for (int j = 0; j < 4 * H; j++)
@@ -160,7 +149,7 @@ static void predict(const es_model *m, work *w, rnnt_view *st, const int *sel, i
         }
         memcpy(w->g + (size_t)i * H, s->h1, (size_t)H * sizeof(float));
     }
-    linear(&m->joint_pred, w->g, n, w->p);
+    es_linear_forward(&m->joint_pred, w->g, n, w->p);
     for (int i = 0; i < n; i++) {
         const rnnt_view *s = &st[sel[i]];
         memcpy(s->p, w->p + (size_t)i * J, (size_t)J * sizeof(float));
@@ -197,7 +186,7 @@ int es_rnnt_greedy_batch(const es_model *m, void **states, const float *const *f
         n_out[b] = 0;
         w.enc_at[b] = row;
         if (n_frames[b] > 0) {
-            linear(&m->joint_enc, frames[b], n_frames[b], w.enc + row * J);
+            es_linear_forward(&m->joint_enc, frames[b], n_frames[b], w.enc + row * J);
             row += (size_t)n_frames[b];
         }
     }
@@ -227,7 +216,7 @@ int es_rnnt_greedy_batch(const es_model *m, void **states, const float *const *f
                     z[j] = v > 0.0f ? v : 0.0f;
                 }
             }
-            linear(&m->joint_out, w.z, n_act, w.logits);
+            es_linear_forward(&m->joint_out, w.z, n_act, w.logits);
 
             int keep = 0;
             for (int i = 0; i < n_act; i++) {
