@@ -23,7 +23,6 @@ Ends with a line 'N passed, N failed'.
 import argparse
 import collections
 import glob
-import gzip
 import io
 import json
 import math
@@ -56,7 +55,11 @@ METADATA_KEYS = {"earshot.format", "earshot.model_kind", "earshot.config",
 # ---------------------------------------------------------------------------
 
 def run_converter(*args):
-    proc = subprocess.run([sys.executable, CONVERTER] + [str(a) for a in args],
+    return run_converter_at(CONVERTER, *args)
+
+
+def run_converter_at(script, *args):
+    proc = subprocess.run([sys.executable, script] + [str(a) for a in args],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                           universal_newlines=True, timeout=300)
     return proc.returncode, proc.stdout, proc.stderr
@@ -428,8 +431,9 @@ class GoldenCase:
         with open(os.path.join(case_dir, "manifest.json")) as f:
             self.manifest = json.load(f)
         self.st = SafeTensorsFile(self.out) if self.rc == 0 else None
-        with open(os.path.join(case_dir, "model_weights.ckpt"), "rb") as f:
-            self.index, self.storages = read_checkpoint_index(f.read())
+        # The checkpoint as it is inside model.nemo (the member the converter read).
+        ckpt = [d for n, d in nemo_members(case_dir).items() if n.endswith("model_weights.ckpt")][0]
+        self.index, self.storages = read_checkpoint_index(ckpt)
 
     @classmethod
     def cleanup(cls):
@@ -444,6 +448,8 @@ def check_converts(self, c):
     self.assertEqual(len(lines), 1, c.stdout)
     self.assertIn(c.manifest["model_kind"], lines[0])
     self.assertIn("d_model %d" % c.manifest["encoder"]["d_model"], lines[0])
+    looks = " ".join("[%d,%d]" % tuple(la["att_context_size"]) for la in c.manifest["lookaheads"])
+    self.assertIn("look-aheads %s," % looks, lines[0])
 
 
 def check_layout(self, c):
@@ -594,9 +600,8 @@ def first_case(kind=None):
 class TempDirTest(unittest.TestCase):
     def setUp(self):
         self.tmp = tempfile.mkdtemp(prefix="earshot-convert-test-")
-
-    def tearDown(self):
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        # (a cleanup, not tearDown: it also runs when a subclass's setUp fails)
+        self.addCleanup(shutil.rmtree, self.tmp, ignore_errors=True)
 
     def path(self, name):
         return os.path.join(self.tmp, name)
@@ -671,6 +676,19 @@ class BadInputTests(TempDirTest):
 
     def test_truncated_in_config(self):
         self.assert_refused(self._cut("model_config.yaml", lambda n: 10), "truncated")
+
+    def test_truncated_at_member_boundary(self):
+        # tarfile itself sees a shorter, valid-looking archive here.
+        self.assert_refused(self._cut("model_config.yaml", lambda n: -512), "truncated")
+
+    def test_truncated_in_first_header(self):
+        src = os.path.join(self.case, "model.nemo")
+        with open(src, "rb") as f:
+            data = f.read(700)
+        p = self.path("cut.nemo")
+        with open(p, "wb") as f:
+            f.write(data)
+        self.assert_refused(p, "truncated")
 
     def test_truncated_gzip(self):
         p = self.path("full.nemo")
@@ -757,6 +775,11 @@ class BadInputTests(TempDirTest):
         bad = edit_config(self.members, "decoder._target_", "nemo.collections.asr.modules.SomethingElse")
         self.assert_refused(self.nemo(bad), "decoder._target_")
 
+    def test_two_lstm_layers(self):
+        case = first_case("rnnt")
+        bad = edit_config(nemo_members(case), "decoder.prednet.pred_rnn_layers", 2)
+        self.assert_refused(self.nemo(bad), "decoder.prednet.pred_rnn_layers = 2")
+
     def test_vocabulary_mismatch(self):
         bad = edit_config(self.members, "decoder.num_classes", 12345)
         self.assert_refused(self.nemo(bad), "vocabulary mismatch", "decoder.num_classes")
@@ -806,6 +829,16 @@ class CliTests(TempDirTest):
     def test_too_many_arguments(self):
         rc, _, stderr = run_converter("a", "b", "c")
         self.assertEqual(rc, 2)
+
+    def test_runs_as_an_executable(self):
+        proc = subprocess.run([CONVERTER, "--help"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(proc.returncode, 0, proc.stderr)
+
+    def test_runs_through_a_symlink(self):
+        link = self.path("earshot-convert")
+        os.symlink(CONVERTER, link)
+        rc, stdout, stderr = run_converter_at(link, "--help")
+        self.assertEqual(rc, 0, stderr)
 
     def test_help(self):
         rc, stdout, _ = run_converter("--help")
@@ -859,8 +892,8 @@ class SyntheticCheckpointTests(TempDirTest):
         f32 = self.state[name].storage.data
         values = struct.unpack("<%df" % (len(f32) // 4), f32)
         t = self.state[name]
-        self.state[name] = FakeTensor(FakeStorage("DoubleStorage", struct.pack("<%dd" % len(values), *values), 8),
-                                      0, t.shape, t.stride)
+        doubles = struct.pack("<%dd" % len(values), *values)
+        self.state[name] = FakeTensor(FakeStorage("DoubleStorage", doubles, 8), 0, t.shape, t.stride)
         st = self.with_checkpoint(self.state)
         self.assertEqual(st.info(name)["dtype"], "F32")
         self.assertEqual(st.raw(name), f32)
@@ -964,6 +997,10 @@ class CountingResult(unittest.TextTestResult):
         self.passed += 1
 
 
+class CountingRunner(unittest.TextTestRunner):
+    resultclass = CountingResult
+
+
 def main():
     global GOLDEN, CONVERTER
     parser = argparse.ArgumentParser(description="Tests of earshot-convert.")
@@ -974,8 +1011,7 @@ def main():
     CONVERTER = os.path.abspath(args.converter)
     add_golden_tests(GOLDEN)
 
-    program = unittest.main(argv=[sys.argv[0]] + rest, exit=False,
-                            testRunner=unittest.TextTestRunner(resultclass=CountingResult, verbosity=1))
+    program = unittest.main(argv=[sys.argv[0]] + rest, exit=False, testRunner=CountingRunner)
     result = program.result
     failed = len(result.failures) + len(result.errors) + len(getattr(result, "unexpectedSuccesses", []))
     print("%d passed, %d failed" % (result.passed, failed))

@@ -10,6 +10,7 @@
  * a crash (the suite also runs under ASan/UBSan). The good file must load.
  */
 #include "model.h"
+#include "slurp.h"
 
 #include <cJSON.h>
 #include <stdint.h>
@@ -23,24 +24,6 @@ static void check(int ok, const char *what, const char *detail)
 {
     printf("  %-4s %s%s%s\n", ok ? "ok" : "FAIL", what, detail ? ": " : "", detail ? detail : "");
     ok ? passed++ : failed++;
-}
-
-static unsigned char *read_all(const char *path, size_t *n)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)len);
-    if (b && fread(b, 1, (size_t)len, f) != (size_t)len) {
-        free(b);
-        b = NULL;
-    }
-    fclose(f);
-    *n = (size_t)len;
-    return b;
 }
 
 static void write_all(const char *path, const void *b, size_t n)
@@ -167,12 +150,13 @@ int main(int argc, char **argv)
         return 2;
     }
     size_t n = 0;
-    unsigned char *good = read_all(argv[1], &n);
+    char path[1024], err[512];
+    unsigned char *good = slurp(argv[1], &n, err, sizeof err);
     if (!good || n < 64) {
-        fprintf(stderr, "cannot read %s\n", argv[1]);
+        fprintf(stderr, "cannot read %s: %s\n", argv[1], good ? "too short" : err);
+        free(good);
         return 2;
     }
-    char path[1024], err[512];
     es_model *m = es_model_load(argv[1], err, sizeof err);
     check(m != NULL, "the good model loads", m ? NULL : err);
     es_model_free(m);

@@ -2,6 +2,7 @@
  * wav16.c - see wav16.h.
  */
 #include "wav16.h"
+#include "slurp.h"
 
 #include <errno.h>
 #include <stdarg.h>
@@ -123,39 +124,13 @@ int wav16_parse(const void *bytes, size_t len, wav16 *w, char *err, size_t errle
 int wav16_load(const char *path, wav16 *w, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        set_err(err, errlen, "%s: %s", path, strerror(errno));
-        return -1;
-    }
-    unsigned char *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            size_t nc = cap ? cap * 2 : 65536;
-            unsigned char *nb = realloc(buf, nc);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                set_err(err, errlen, "%s: out of memory", path);
-                return -1;
-            }
-            buf = nb;
-            cap = nc;
-        }
-        size_t got = fread(buf + len, 1, cap - len, f);
-        len += got;
-        if (got == 0)
-            break;
-    }
-    int bad = ferror(f);
-    fclose(f);
-    if (bad) {
-        free(buf);
-        set_err(err, errlen, "%s: read error", path);
-        return -1;
-    }
     char msg[256];
+    size_t len = 0;
+    unsigned char *buf = slurp(path, &len, msg, sizeof msg);
+    if (!buf) {
+        set_err(err, errlen, "%s", msg);
+        return -1;
+    }
     int rc = wav16_parse(buf, len, w, msg, sizeof(msg));
     free(buf);
     if (rc != 0)

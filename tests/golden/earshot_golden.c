@@ -22,6 +22,7 @@
 #include "mel.h"
 #include "model.h"
 #include "npy.h"
+#include "slurp.h"
 
 #include <cJSON.h>
 #include <libgen.h>
@@ -611,25 +612,6 @@ static void usage(FILE *f)
                "Exits 0 only if every array of every look-ahead matches within DESIGN.md's tolerance.\n");
 }
 
-static char *read_file(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long n = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = n >= 0 ? malloc((size_t)n + 1) : NULL;
-    if (s && fread(s, 1, (size_t)n, f) != (size_t)n) {
-        free(s);
-        s = NULL;
-    }
-    if (s)
-        s[n] = '\0';
-    fclose(f);
-    return s;
-}
-
 int main(int argc, char **argv)
 {
     const char *case_dir = NULL, *backend = "cpu", *converter = NULL, *keep = NULL;
@@ -664,11 +646,14 @@ int main(int argc, char **argv)
     golden g = {.case_dir = case_dir};
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/manifest.json", case_dir);
-    char *text = read_file(path);
-    g.manifest = text ? cJSON_Parse(text) : NULL;
+    char err[512];
+    size_t text_len = 0;
+    unsigned char *text = slurp(path, &text_len, err, sizeof err);
+    g.manifest = text ? cJSON_Parse((const char *)text) : NULL;
     free(text);
     if (!cJSON_IsObject(g.manifest)) {
-        fprintf(stderr, "earshot-golden: %s: missing or not valid JSON\n", path);
+        fprintf(stderr, "earshot-golden: %s\n", text ? "manifest.json is not valid JSON" : err);
+        cJSON_Delete(g.manifest);
         return 1;
     }
 
@@ -692,7 +677,6 @@ int main(int argc, char **argv)
         cJSON_Delete(g.manifest);
         return 1;
     }
-    char err[512];
     es_model *m = es_model_load(model_path, err, sizeof err);
     if (!m) {
         fprintf(stderr, "earshot-golden: %s\n", err);
