@@ -20,14 +20,17 @@
 
 #include <cblas.h>
 #include <math.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 enum {
-    BUF_X, BUF_Y, BUF_Q, BUF_KNEW, BUF_VNEW, BUF_K, BUF_V, BUF_O, BUF_H, BUF_Z, BUF_SUB_A, BUF_SUB_B,
-    BUF_SUB_COLS, BUF_SCORES, BUF_BD, BUF_QU, BUF_QV, BUF_POS, BUF_PE, BUF_DWIN, BUF_OUT, N_BUFS
+    BUF_X, BUF_Y, BUF_Q, BUF_KNEW, BUF_VNEW, BUF_O, BUF_H, BUF_Z, BUF_SCORES, BUF_QU, BUF_QV, BUF_POS, BUF_PE,
+    BUF_DWIN, N_BUFS
 };
 
 /* Regions of a slot, relative to the encoder's first region. */
@@ -41,17 +44,22 @@ typedef struct {
     float *proj; /* [n_layers][klen + T - 1][d_model] */
 } pos_entry;
 
+/* One thread's buffers for the subsampling of one stream at a time. */
+enum { SUB_A, SUB_B, SUB_COLS, SUB_OUT, N_SUB_BUFS };
+typedef struct {
+    float *buf[N_SUB_BUFS];
+    size_t cap[N_SUB_BUFS];
+} sub_scratch;
+
 typedef struct {
     int rows;      /* first row of this stream in the stacked frame matrix */
     int T;         /* encoder frames of this chunk (after the pre-encode drop) */
     int len;       /* valid frames (== T when streaming) */
     int C;         /* attention cache length (0 offline) */
-    int kv_row;    /* first row of [cache | chunk] in the K/V matrices */
     int pos_group; /* index of the stream whose positional projection this one reuses */
     int pos_row;   /* first row of that projection in BUF_POS (when not cached) */
     const float *pos_cached; /* [n_layers][klen+T-1][d] from the cache, or NULL */
     size_t scratch;          /* offset of this stream's attention scratch */
-    size_t bd_scratch;       /* offset of its shifted-position scratch */
 } stream_plan;
 
 struct es_encoder {
@@ -66,21 +74,47 @@ struct es_encoder {
     int pe_rows;
     pos_entry pos_cache[POS_CACHE_ENTRIES];
     int n_pos_cache;
+    sub_scratch *sub; /* one per compute thread */
+    int n_sub;
 };
 
-static float *buf(es_encoder *e, int id, size_t n)
+/* A growable float buffer: returns *b with room for n floats, or NULL when out of memory. */
+static float *grow(float **b, size_t *cap, size_t n)
 {
     if (n == 0)
         n = 1;
-    if (e->cap[id] < n) {
+    if (*cap < n) {
         size_t want = n + n / 4;
-        float *p = realloc(e->buf[id], want * sizeof(float));
+        float *p = realloc(*b, want * sizeof(float));
         if (!p)
             return NULL;
-        e->buf[id] = p;
-        e->cap[id] = want;
+        *b = p;
+        *cap = want;
     }
-    return e->buf[id];
+    return *b;
+}
+
+static float *buf(es_encoder *e, int id, size_t n)
+{
+    return grow(&e->buf[id], &e->cap[id], n);
+}
+
+static int compute_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+static int thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
 }
 
 int es_encoder_cache_regions(const es_model *m, size_t *region_bytes)
@@ -115,6 +149,10 @@ void es_encoder_free(es_encoder *e)
     free(e->pe);
     for (int i = 0; i < e->n_pos_cache; i++)
         free(e->pos_cache[i].proj);
+    for (int t = 0; t < e->n_sub; t++)
+        for (int i = 0; i < N_SUB_BUFS; i++)
+            free(e->sub[t].buf[i]);
+    free(e->sub);
     free(e);
 }
 
@@ -172,7 +210,7 @@ static void mask_time(float *x, int ch, int time, int freq, int len)
 
 /* 3x3 stride-2 conv with causal padding (2 before, 1 after, in time and frequency).
    Full convs go through im2col + GEMM; depthwise ones are direct loops. */
-static int sub_conv(es_encoder *e, const es_sub_stage *st, const float *in, int T, int F, float *out, int To,
+static int sub_conv(sub_scratch *sc, const es_sub_stage *st, const float *in, int T, int F, float *out, int To,
                     int Fo)
 {
     size_t plane = (size_t)To * Fo;
@@ -201,7 +239,7 @@ static int sub_conv(es_encoder *e, const es_sub_stage *st, const float *in, int 
     }
     /* im2col: cols[(ci*9 + kt*3 + kf)][t*Fo + f] */
     int K = st->in_ch * 9;
-    float *cols = buf(e, BUF_SUB_COLS, (size_t)K * plane);
+    float *cols = grow(&sc->buf[SUB_COLS], &sc->cap[SUB_COLS], (size_t)K * plane);
     if (!cols)
         return -1;
     for (int ci = 0; ci < st->in_ch; ci++)
@@ -227,16 +265,15 @@ static int sub_conv(es_encoder *e, const es_sub_stage *st, const float *in, int 
 }
 
 /* Runs the subsampling of one stream's chunk; writes [To][d_model] to out. Returns To, or -1. */
-static int subsample(es_encoder *e, const es_encoder_input *in, float *out)
+static int subsample(const es_model *m, sub_scratch *sc, const es_encoder_input *in, float *out)
 {
-    const es_model *m = e->m;
     int T = in->width, F = m->n_mels, len = in->length;
     int maxc = m->sub_channels > 1 ? m->sub_channels : 1;
     /* largest volume is the first conv's output: ch x (T/2+1) x (F/2+1); the input is 1 x T x F */
     size_t need = (size_t)maxc * (size_t)conv_out_len(T) * (size_t)conv_out_len(F);
     if (need < (size_t)T * F)
         need = (size_t)T * F;
-    float *a = buf(e, BUF_SUB_A, need), *b = buf(e, BUF_SUB_B, need);
+    float *a = grow(&sc->buf[SUB_A], &sc->cap[SUB_A], need), *b = grow(&sc->buf[SUB_B], &sc->cap[SUB_B], need);
     if (!a || !b)
         return -1;
     memcpy(a, in->features, sizeof(float) * (size_t)T * F);
@@ -255,7 +292,7 @@ static int subsample(es_encoder *e, const es_encoder_input *in, float *out)
         } else {
             To = conv_out_len(T);
             Fo = conv_out_len(F);
-            if (sub_conv(e, st, a, T, F, b, To, Fo) != 0)
+            if (sub_conv(sc, st, a, T, F, b, To, Fo) != 0)
                 return -1;
             len = conv_out_len(len);
         }
@@ -370,13 +407,15 @@ static int allowed(const es_model *m, const es_streaming_cfg *s, int q_abs, int 
 }
 
 /* Scores over [cache | chunk] for every head, NeMo's rel_shift, mask, softmax, weighted sum.
-   K and V hold this stream's klen rows; P its klen+T-1 positional rows; all scratch is the
-   stream's own, so streams can run in parallel. */
+   Keys and values are read where they lie: the first C rows from the stream's K/V caches, the
+   rest from this step's projections. The matrices are tiny (a few queries, about a hundred
+   keys, one head's width), so plain dot products beat a BLAS call and need no copies. All
+   scratch is the stream's own, so streams run in parallel. */
 static void attend_stream(const es_model *m, const es_layer *L, const es_streaming_cfg *s, const stream_plan *p,
-                          int cache_valid, const float *Q, const float *K, const float *V, const float *P, float *O,
-                          float *scores, float *bd, float *qu, float *qv)
+                          int cache_valid, const float *Q, const float *Kc, const float *Kn, const float *Vc,
+                          const float *Vn, const float *P, float *O, float *scores, float *qu, float *qv)
 {
-    int d = m->d_model, dh = m->d_head, T = p->T, C = p->C, klen = C + T, npos = klen + T - 1;
+    int d = m->d_model, dh = m->d_head, T = p->T, C = p->C, klen = C + T;
     int offset = C - cache_valid; /* cache slots before this are empty */
     int valid_end = C + p->len;   /* keys/queries at or after this are padding */
     float scale = 1.0f / sqrtf((float)dh);
@@ -388,44 +427,41 @@ static void attend_stream(const es_model *m, const es_layer *L, const es_streami
                 qu[(size_t)i * dh + c] = q + u[c];
                 qv[(size_t)i * dh + c] = q + v[c];
             }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, klen, dh, 1.0f, qu, dh, K + h * dh, d, 0.0f, scores,
-                    klen);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, T, npos, dh, 1.0f, qv, dh, P + h * dh, d, 0.0f, bd, npos);
         for (int i = 0; i < T; i++) {
             int q_abs = C + i;
             float *row = scores + (size_t)i * klen;
-            const float *bdrow = bd + (size_t)i * npos + (T - 1 - i); /* NeMo's rel_shift */
+            const float *qui = qu + (size_t)i * dh, *qvi = qv + (size_t)i * dh;
             int q_valid = q_abs >= offset && q_abs < valid_end;
             float maxv = -INFINITY;
             for (int j = 0; j < klen; j++) {
-                if (q_valid && j >= offset && j < valid_end && allowed(m, s, q_abs, j)) {
-                    row[j] = (row[j] + bdrow[j]) * scale;
-                    if (row[j] > maxv)
-                        maxv = row[j];
-                } else {
+                if (!(q_valid && j >= offset && j < valid_end && allowed(m, s, q_abs, j))) {
                     row[j] = NAN; /* marker: masked */
+                    continue;
                 }
+                const float *k = j < C ? Kc + (size_t)j * d : Kn + (size_t)(j - C) * d;
+                /* NeMo's rel_shift: key j of query i sees relative position row T-1-i+j */
+                const float *pos = P + (size_t)(T - 1 - i + j) * d;
+                row[j] = (es_dot(qui, k + h * dh, dh) + es_dot(qvi, pos + h * dh, dh)) * scale;
+                if (row[j] > maxv)
+                    maxv = row[j];
             }
-            if (maxv == -INFINITY) {
-                /* every key masked: NeMo zeroes the attention weights of the row */
-                memset(row, 0, sizeof(float) * klen);
-                continue;
-            }
+            float *o = O + ((size_t)p->rows + i) * d + h * dh;
+            memset(o, 0, sizeof(float) * dh);
+            if (maxv == -INFINITY)
+                continue; /* every key masked: NeMo zeroes the attention weights of the row */
             double sum = 0.0;
             for (int j = 0; j < klen; j++) {
-                if (isnan(row[j])) {
-                    row[j] = 0.0f;
-                } else {
-                    row[j] = expf(row[j] - maxv);
-                    sum += row[j];
-                }
+                row[j] = isnan(row[j]) ? 0.0f : expf(row[j] - maxv);
+                sum += row[j];
             }
             float inv = (float)(1.0 / sum);
-            for (int j = 0; j < klen; j++)
-                row[j] *= inv;
+            for (int j = 0; j < klen; j++) {
+                if (row[j] == 0.0f)
+                    continue;
+                const float *val = (j < C ? Vc + (size_t)j * d : Vn + (size_t)(j - C) * d) + h * dh;
+                es_add_scaled(o, val, (size_t)dh, row[j] * inv);
+            }
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, T, dh, klen, 1.0f, scores, klen, V + h * dh, d, 0.0f,
-                    O + (size_t)p->rows * d + h * dh, d);
     }
 }
 
@@ -453,13 +489,13 @@ static int fail(char *err, size_t errlen, const char *msg)
 }
 
 /* Fills plan[] and validates; returns 0 or -1 with err. */
-static int plan_step(es_encoder *e, const es_encoder_input *in, int n, int *N_out, int *M_out, int *max_T_out,
+static int plan_step(es_encoder *e, const es_encoder_input *in, int n, int *N_out, int *max_T_out,
                      char *err, size_t errlen)
 {
     const es_model *m = e->m;
     stream_plan *plan = e->plan;
-    int N = 0, M = 0, max_T = 0;
-    size_t scratch = 0, bd_scratch = 0;
+    int N = 0, max_T = 0;
+    size_t scratch = 0;
     for (int b = 0; b < n; b++) {
         const es_encoder_input *x = &in[b];
         if (x->lookahead < -1 || x->lookahead >= m->n_lookaheads || (x->lookahead == -1 && x->slot >= 0))
@@ -481,19 +517,13 @@ static int plan_step(es_encoder *e, const es_encoder_input *in, int n, int *N_ou
         p->T = T;
         p->len = sub_len - x->drop_extra < 0 ? 0 : (sub_len - x->drop_extra > T ? T : sub_len - x->drop_extra);
         p->C = x->slot >= 0 ? s->last_channel_cache_size : 0;
-        p->kv_row = M;
         p->scratch = scratch;
-        p->bd_scratch = bd_scratch;
-        int klen = p->C + T;
-        scratch += (size_t)T * klen;
-        bd_scratch += (size_t)T * (klen + T - 1);
+        scratch += (size_t)T * (p->C + T);
         N += T;
-        M += klen;
         if (To > max_T)
             max_T = To;
     }
     *N_out = N;
-    *M_out = M;
     *max_T_out = max_T;
     return 0;
 }
@@ -546,36 +576,50 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
         e->plan_cap = n;
     }
     stream_plan *plan = e->plan;
-    int N, M, max_T;
-    if (plan_step(e, in, n, &N, &M, &max_T, err, errlen) != 0)
+    int N, max_T;
+    if (plan_step(e, in, n, &N, &max_T, err, errlen) != 0)
         return -1;
 
-    /* subsampling, pre-encode drop, xscaling */
+    /* subsampling, pre-encode drop, xscaling: streams in parallel, each thread its own buffers */
     float *X = buf(e, BUF_X, (size_t)N * d);
-    float *sub = buf(e, BUF_OUT, (size_t)max_T * d);
-    if (!X || !sub)
+    int threads = compute_threads();
+    if (threads > e->n_sub) {
+        sub_scratch *sc = realloc(e->sub, sizeof *sc * (size_t)threads);
+        if (!sc)
+            return fail(err, errlen, "out of memory");
+        memset(sc + e->n_sub, 0, sizeof *sc * (size_t)(threads - e->n_sub));
+        e->sub = sc;
+        e->n_sub = threads;
+    }
+    if (!X)
         return fail(err, errlen, "out of memory");
     float xscale = m->xscaling ? sqrtf((float)d) : 1.0f;
+    int out_of_memory = 0;
+#pragma omp parallel for schedule(dynamic) if (n > 1)
     for (int b = 0; b < n; b++) {
-        if (subsample(e, &in[b], sub) < 0)
-            return fail(err, errlen, "out of memory");
+        sub_scratch *sc = &e->sub[thread_id()];
+        float *sub = grow(&sc->buf[SUB_OUT], &sc->cap[SUB_OUT], (size_t)max_T * d);
+        if (!sub || subsample(m, sc, &in[b], sub) < 0) {
+#pragma omp atomic write
+            out_of_memory = 1;
+            continue;
+        }
         float *dst = X + (size_t)plan[b].rows * d;
         const float *src = sub + (size_t)in[b].drop_extra * d;
         for (size_t i = 0; i < (size_t)plan[b].T * d; i++)
             dst[i] = src[i] * xscale;
     }
+    if (out_of_memory)
+        return fail(err, errlen, "out of memory");
 
     int pos_rows = plan_positions(e, in, n);
     if (pos_rows < 0)
         return fail(err, errlen, "out of memory");
     size_t scores_n = plan[n - 1].scratch + (size_t)plan[n - 1].T * (plan[n - 1].C + plan[n - 1].T);
-    size_t bd_n = plan[n - 1].bd_scratch + (size_t)plan[n - 1].T * (plan[n - 1].C + 2 * plan[n - 1].T - 1);
     float *Y = buf(e, BUF_Y, (size_t)N * d);
     float *Q = buf(e, BUF_Q, (size_t)N * d);
     float *Knew = buf(e, BUF_KNEW, (size_t)N * d);
     float *Vnew = buf(e, BUF_VNEW, (size_t)N * d);
-    float *K = buf(e, BUF_K, (size_t)M * d);
-    float *V = buf(e, BUF_V, (size_t)M * d);
     float *O = buf(e, BUF_O, (size_t)N * 2 * d);
     float *Hbuf = buf(e, BUF_H, (size_t)N * m->ff_dim);
     float *Z = buf(e, BUF_Z, (size_t)N * d);
@@ -583,11 +627,9 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
     float *POS = buf(e, BUF_POS, (size_t)pos_rows * d);
     float *dwin = buf(e, BUF_DWIN, (size_t)(N + (size_t)n * k1) * d);
     float *scores = buf(e, BUF_SCORES, scores_n);
-    float *bd = buf(e, BUF_BD, bd_n);
     float *qu = buf(e, BUF_QU, (size_t)N * d);
     float *qv = buf(e, BUF_QV, (size_t)N * d);
-    if (!Y || !Q || !Knew || !Vnew || !K || !V || !O || !Hbuf || !Z || !PE || !POS || !dwin || !scores || !bd || !qu ||
-        !qv)
+    if (!Y || !Q || !Knew || !Vnew || !O || !Hbuf || !Z || !PE || !POS || !dwin || !scores || !qu || !qv)
         return fail(err, errlen, "out of memory");
     for (int b = 0; b < n; b++)
         if (!plan[b].pos_cached && plan[b].pos_group == b)
@@ -615,20 +657,16 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
         for (int b = 0; b < n; b++) {
             const stream_plan *p = &plan[b];
             size_t C = (size_t)p->C, T = (size_t)p->T;
-            float *Kb = K + (size_t)p->kv_row * d, *Vb = V + (size_t)p->kv_row * d;
-            if (C > 0) {
-                memcpy(Kb, layer_cache(e, in[b].slot, REG_KEY, l), sizeof(float) * C * d);
-                memcpy(Vb, layer_cache(e, in[b].slot, REG_VALUE, l), sizeof(float) * C * d);
-            }
-            memcpy(Kb + C * d, Knew + (size_t)p->rows * d, sizeof(float) * T * d);
-            memcpy(Vb + C * d, Vnew + (size_t)p->rows * d, sizeof(float) * T * d);
+            int slot = in[b].slot;
+            const float *Kc = slot >= 0 ? layer_cache(e, slot, REG_KEY, l) : NULL;
+            const float *Vc = slot >= 0 ? layer_cache(e, slot, REG_VALUE, l) : NULL;
             const es_streaming_cfg *s = in[b].lookahead >= 0 ? &m->streaming[in[b].lookahead] : NULL;
-            int cache_valid = in[b].slot >= 0 ? *es_encoder_channel_len(e, in[b].slot) : 0;
+            int cache_valid = slot >= 0 ? *es_encoder_channel_len(e, slot) : 0;
             size_t npos = C + 2 * T - 1;
             const float *P = p->pos_cached ? p->pos_cached + (size_t)l * npos * d
                                            : POS + (size_t)plan[p->pos_group].pos_row * d;
-            attend_stream(m, L, s, p, cache_valid, Q, Kb, Vb, P, O, scores + p->scratch, bd + p->bd_scratch,
-                          qu + (size_t)p->rows * d, qv + (size_t)p->rows * d);
+            attend_stream(m, L, s, p, cache_valid, Q, Kc, Knew + (size_t)p->rows * d, Vc, Vnew + (size_t)p->rows * d,
+                          P, O, scores + p->scratch, qu + (size_t)p->rows * d, qv + (size_t)p->rows * d);
             if (in[b].slot >= 0) {
                 /* the new caches: old ones shifted by the kept frames, then those frames */
                 int keep = p->T - s->cache_drop_size;

@@ -23,6 +23,8 @@ void es_glu(const float *x, int rows, int d, float *y);
 /* Sets the compute pool's size: OpenMP threads for our loops and splits, OpenBLAS kept
    single-threaded inside them (0 = one per core). */
 void es_set_compute_threads(int n);
+/* The dot product of two float vectors (AVX2 when the CPU has it). */
+float es_dot(const float *a, const float *b, int n);
 /* dst += scale * src */
 void es_add_scaled(float *dst, const float *src, size_t n, float scale);
 
