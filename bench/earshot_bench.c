@@ -220,8 +220,9 @@ int main(int argc, char **argv)
     FILE *json = json_path ? fopen(json_path, "w") : NULL;
     if (json)
         fprintf(json, "{\"model\": \"%d x %d\", \"threads\": %d, \"results\": [", m->n_layers, m->d_model, threads);
-    printf("Earshot encoder benchmark: %d layers x d_model %d, %d threads, window %.1f s for buffered\n",
-           m->n_layers, m->d_model, threads, window_s);
+    printf("Earshot encoder benchmark: %d layers x d_model %d, %d threads, window %.1f s for buffered, "
+           "state %.2f MB per stream\n",
+           m->n_layers, m->d_model, threads, window_s, es_slot_pool_bytes_per_slot(pool) / 1048576.0);
     printf("%-8s %5s | %10s %10s %12s | %10s %12s | %7s\n", "mode", "B", "cache p50", "cache p90", "RT streams",
            "buffer p50", "RT streams", "ratio");
     int first_row = 1;
