@@ -7,9 +7,14 @@
  *      x += 0.5 FF2(LN x); x = LN x
  *   -> keep valid_out_len frames (unless it is the stream's last chunk, chunked_limited style).
  * The attention of a stream runs over [its cache | its chunk], with the mask NeMo builds over
- * that combined length, and relative positions counted over it too. The cache holds the
- * LayerNorm'ed inputs (not K/V), as NeMo's does, so the K/V of cached frames are recomputed:
- * they are part of the same big GEMM as the chunk's.
+ * that combined length, and relative positions counted over it too. NeMo's cache holds the
+ * LayerNorm'ed attention inputs and recomputes their keys and values at every step; here the
+ * slot also keeps those keys and values, so a step projects only its new frames. The positional
+ * projections depend only on (layer, cache length, chunk length) and are computed once.
+ *
+ * Parallelism: all streams' frames are stacked, so every linear layer is one call over all of
+ * them (split across threads by output panels, see ops.c); subsampling, attention and the
+ * depthwise convolution, which depend on a stream's own cache, run one stream per thread.
  *
  * Buffers grow on demand and are kept between steps, so a steady stream of steps allocates
  * nothing.
