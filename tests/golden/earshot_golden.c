@@ -51,7 +51,7 @@ static const int32_t *I(const npy_array *a)
 typedef struct {
     const char *case_dir;
     int gpu;
-    int passed, failed;
+    int passed, failed, skipped;
     cJSON *manifest;
 } golden;
 
@@ -69,9 +69,17 @@ static void report(golden *g, int ok, const char *fmt, ...)
         g->failed++;
 }
 
-/* Loads CASE_DIR/<name>.npy; NULL (and a failed check) when missing or unreadable. */
+static int has_array(golden *g, const char *name);
+
+/* Loads CASE_DIR/<name>.npy. NULL when the manifest does not list the array (a case may leave
+   some out: nothing to compare, noted, not failed) or when a listed one cannot be read (failed). */
 static npy_array *load(golden *g, const char *name)
 {
+    if (!has_array(g, name)) {
+        printf("  skip %s (not in this case's manifest)\n", name);
+        g->skipped++;
+        return NULL;
+    }
     char path[PATH_MAX], err[256];
     snprintf(path, sizeof path, "%s/%s.npy", g->case_dir, name);
     npy_array *a = calloc(1, sizeof *a);
@@ -657,13 +665,24 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    /* the converter sits next to this binary unless told otherwise */
+    /* the converter: --converter, $EARSHOT_CONVERT, next to this binary (installed), one folder
+       up (the build tree), else on PATH */
     char conv_path[PATH_MAX], self[PATH_MAX];
+    if (!converter)
+        converter = getenv("EARSHOT_CONVERT");
     if (!converter) {
         ssize_t k = readlink("/proc/self/exe", self, sizeof self - 1);
         self[k > 0 ? k : 0] = '\0';
-        snprintf(conv_path, sizeof conv_path, "%s/earshot-convert", k > 0 ? dirname(self) : ".");
-        converter = getenv("EARSHOT_CONVERT") ? getenv("EARSHOT_CONVERT") : conv_path;
+        const char *dir = k > 0 ? dirname(self) : ".";
+        converter = "earshot-convert";
+        const char *places[] = {"%s/earshot-convert", "%s/../earshot-convert"};
+        for (int i = 0; i < 2; i++) {
+            snprintf(conv_path, sizeof conv_path, places[i], dir);
+            if (access(conv_path, X_OK) == 0) {
+                converter = conv_path;
+                break;
+            }
+        }
     }
     char model_path[PATH_MAX], nemo[PATH_MAX];
     if (keep)
@@ -728,6 +747,8 @@ int main(int argc, char **argv)
     if (!keep)
         unlink(model_path);
     cJSON_Delete(g.manifest);
-    printf("%s: %d passed, %d failed\n", g.failed ? "FAIL" : "PASS", g.passed, g.failed);
+    if (g.passed == 0)
+        report(&g, 0, "nothing was compared: the manifest lists none of the arrays this tool checks");
+    printf("%s: %d passed, %d failed, %d skipped\n", g.failed ? "FAIL" : "PASS", g.passed, g.failed, g.skipped);
     return g.failed ? 1 : 0;
 }
