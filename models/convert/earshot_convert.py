@@ -455,8 +455,10 @@ def _check_encoder(cfg, info):
     info.conv_norm = _check_choice(cfg, "encoder.conv_norm_type", "batch_norm", ["layer_norm", "batch_norm"])
     _check_choice(cfg, "encoder.feat_out", -1, [-1])
     _check_choice(cfg, "encoder.reduction", None, [None])
-    # Tied biases would be one pos_bias_u/v for all layers under other names.
-    _check_choice(cfg, "encoder.untie_biases", True, [True])
+    # Tied biases are one pos_bias_u/v pair shared by every layer; NeMo's state dict still lists
+    # it under each layer's name, so both settings convert the same way (the tensor check below
+    # finds each layer's pair).
+    _check_choice(cfg, "encoder.untie_biases", True, [True, False])
 
     for path in ("encoder.n_layers", "encoder.d_model"):
         value = cfg_get(cfg, path)
