@@ -22,19 +22,26 @@ venv (bench/.venv: nemo_toolkit 2.5.3, torch CPU), espeak-ng and sox. CI never r
 How the weights are drawn (seeded, torch.Generator): weight matrices / conv kernels uniform in
 +-sqrt(3 / fan_in); biases uniform in +-0.2; LayerNorm / BatchNorm gains in [0.6, 1.4], shifts
 +-0.2; BatchNorm running means +-0.3 and variances [0.5, 2]; pos_bias_u/v +-0.5; the RNNT
-embedding's blank (padding) row stays zero. The output layers (CTC head, RNNT joint output) are
-drawn 3x wider so that decisions are clear-cut, and the blank logit gets an offset: for CTC the
-midpoint of the widest gap in the sorted (best non-blank - blank) margins between the 35% and 65%
-quantiles (so roughly half of the frames are blank and no frame sits near the switch), for RNNT a
-bisection to about 0.4 tokens per frame. If any argmax decision (CTC frames and RNNT joint calls,
-offline and streaming, every look-ahead) then has a top-1/top-2 log-prob gap below MIN_GAP, the
-output layer is redrawn; the counts and gaps go to manifest.weight_randomisation.
+embedding's blank (padding) row stays zero. Three adjustments keep the outputs from being the
+same every frame: the first subsampling conv's kernels have zero sum (the log-mel's offset
+cancels), without xscaling the pre-encode output layer is drawn sqrt(d_model) wider, and the CTC
+head and the joint's encoder projection get the time-mean encoder output direction projected out.
+The output layers (CTC head, RNNT joint output) are drawn 3x wider so that decisions are
+clear-cut, and the blank logit gets an offset: for CTC the midpoint of the widest gap in the
+sorted (best non-blank - blank) margins between the 35% and 65% quantiles (so roughly half of the
+frames are blank and no frame sits near the switch), for RNNT a bisection to about 0.4 tokens per
+frame. If any argmax decision (CTC frames and RNNT joint calls, offline and streaming, every
+look-ahead) then has a top-1/top-2 log-prob gap below MIN_GAP, the output layer is redrawn; the
+counts and gaps go to manifest.weight_randomisation. The case is then written from the model
+restored from the saved model.nemo and the saved audio.wav. The unpacked model_weights.ckpt copy
+(the biggest file) is only written with --with-weights.
 
 Streaming follows the README: pad_and_drop_preencoded=False, drop_extra_pre_encoded 0 on the first
 chunk and streaming_cfg.drop_extra_pre_encoded after, keep_all_outputs = buffer exhausted after the
-chunk. In the `regular` style NeMo cannot stream a chunk that yields fewer encoder frames than
-cache_drop_size (its cache update would shrink the cache), so the walk stops before such a chunk
-and manifest.lookaheads[i].stream.stopped_early says where. RNNT greedy is NeMo's GreedyRNNTInfer
+chunk. The features are those of the buffer's own preprocessor (get_all_audios() hands the same
+tensor to the offline passes). In the `regular` style NeMo cannot stream a chunk that yields fewer
+encoder frames than cache_drop_size (its cache update would shrink the cache), so the walk stops
+before such a chunk and manifest.lookaheads[i].stream.stopped_early says where. RNNT greedy is NeMo's GreedyRNNTInfer
 (max_symbols 10) with the hypothesis of the previous chunk passed as partial_hypotheses, which is
 what conformer_stream_step does with greedy decoding.
 """
@@ -146,7 +153,7 @@ PRESETS = {
             att_context_style="regular",
             att_context_size=[[24, 2], [24, 1]],
             xscaling=True,
-            untie_biases=True,
+            untie_biases=False,  # one pos_bias_u/v pair shared by the layers
         ),
     ),
 }
@@ -173,6 +180,9 @@ BASE_ENCODER = dict(
     dropout_pre_encoder=0.1,
     dropout_emb=0.0,
     dropout_att=0.1,
+    stochastic_depth_drop_prob=0.0,
+    stochastic_depth_mode="linear",
+    stochastic_depth_start_layer=1,
     n_layers=2,
     d_model=64,
     n_heads=4,
@@ -346,6 +356,15 @@ def randomise_weights(model, seed):
                 p.copy_(_uniform(gen, p.shape, -a, a))
             else:
                 p.copy_(_uniform(gen, p.shape, -0.2, 0.2))
+        # The log-mel has a large constant offset; zero-sum kernels in the first subsampling conv keep
+        # it from swamping the speech (else the encoder outputs hardly change from frame to frame).
+        first_conv = next(m for m in model.encoder.pre_encode.modules() if isinstance(m, torch.nn.Conv2d))
+        first_conv.weight -= first_conv.weight.mean(dim=(1, 2, 3), keepdim=True)
+        # Without xscaling the subsampled input enters the residual stream sqrt(d_model) times smaller
+        # than with it; draw the pre-encode output that much wider for the same balance.
+        if getattr(model.encoder, "xscale", None) is None:
+            model.encoder.pre_encode.out.weight *= model.encoder.d_model ** 0.5
+            model.encoder.pre_encode.out.bias *= model.encoder.d_model ** 0.5
         if hasattr(model, "joint"):
             emb = model.decoder.prediction["embed"]
             if emb.padding_idx is not None:
@@ -359,6 +378,16 @@ def draw_output_layer(weight, bias, gen):
     with torch.no_grad():
         weight.copy_(_uniform(gen, weight.shape, -a, a))
         bias.copy_(_uniform(gen, bias.shape, -1.0, 1.0))
+
+
+def project_out(weight, direction):
+    """weight <- weight (I - u u^T), u = direction / |direction|, over weight's input axis (dim 1).
+    With u the time-mean of the encoder output, the layer sees only what changes from frame to frame,
+    so one token does not win every frame."""
+    u = torch.from_numpy(direction / np.linalg.norm(direction)).float()
+    with torch.no_grad():
+        w = weight.view(weight.shape[0], -1)
+        w -= torch.outer(w @ u, u)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,6 +572,7 @@ def choose_ctc_head(model, enc_out, seed):
     for r in range(MAX_REDRAWS):
         gen = torch.Generator().manual_seed(seed * 1000 + 100 + r)
         draw_output_layer(head.weight, head.bias, gen)
+        project_out(head.weight, frames.mean(axis=1))
         lp = ctc_log_probs(model, frames)
         margin = np.sort(np.max(np.delete(lp, V, axis=1), axis=1) - lp[:, V])
         lo, hi = int(0.35 * len(margin)), int(0.65 * len(margin))
@@ -558,7 +588,7 @@ def choose_ctc_head(model, enc_out, seed):
 
 
 def decisions_ctc_only(model, enc_out):
-    V = vocab_size(model)
+    """The CTC decision gaps only (what choose_ctc_head checks after each draw)."""
     res = []
     for la in enc_out["las"]:
         r = {}
@@ -574,6 +604,7 @@ def choose_joint_output(model, enc_out, seed):
     V = vocab_size(model)
     la0 = enc_out["las"][0]
     n0 = la0["offline_encoded"].shape[1]
+    project_out(model.joint.enc.weight, la0["offline_encoded"].mean(axis=1))
     for r in range(MAX_REDRAWS):
         gen = torch.Generator().manual_seed(seed * 1000 + 500 + r)
         draw_output_layer(layer.weight, layer.bias, gen)
@@ -675,7 +706,8 @@ def write_case(case_dir, model, enc_out, dec, meta):
               "included), which is what streaming reproduces")
         if "offline_ctc" in r:
             c = r["offline_ctc"]
-            w.f32(p + "offline_ctc_log_probs", c["log_probs"], "CTC log-probs [T, V+1] of offline_encoded (blank = last index)")
+            w.f32(p + "offline_ctc_log_probs", c["log_probs"],
+                  "CTC log-probs [T, V+1] of offline_encoded (blank = last index)")
             w.i32(p + "offline_ctc_frame_ids", c["ids"], "argmax per frame [T]")
             w.i32(p + "offline_ctc_tokens", c["tokens"], "greedy CTC tokens (repeats merged, blanks dropped)")
             lam.update(offline_ctc_text=tok.ids_to_text(c["tokens"]), offline_ctc_min_top2_gap=float(c["gaps"].min()),
@@ -695,7 +727,8 @@ def write_case(case_dir, model, enc_out, dec, meta):
         w.f32(p + "stream_chunk_features", np.concatenate([c["features"] for c in chunks], axis=1),
               "per-chunk encoder inputs [n_mels, sum of chunk widths], concatenated: chunk k is columns "
               "stream_chunk_feature_offsets[k]:[k+1] (pre-encode cache columns first, then new frames)")
-        w.i32(p + "stream_chunk_feature_offsets", np.cumsum([0] + widths), "[n_chunks+1] column offsets into stream_chunk_features")
+        w.i32(p + "stream_chunk_feature_offsets", np.cumsum([0] + widths),
+              "[n_chunks+1] column offsets into stream_chunk_features")
         w.i32(p + "stream_chunk_lengths", [c["length"] for c in chunks],
               "processed_signal_length passed to cache_aware_stream_step for each chunk")
         w.i32(p + "stream_drop_extra_pre_encoded", [c["drop"] for c in chunks],
@@ -706,7 +739,8 @@ def write_case(case_dir, model, enc_out, dec, meta):
         w.f32(p + "stream_encoded", stream,
               "streaming encoder outputs [d_model, T], the valid frames of every chunk concatenated; chunk k is "
               "columns stream_encoded_offsets[k]:[k+1]")
-        w.i32(p + "stream_encoded_offsets", np.cumsum([0] + enc_lens), "[n_chunks+1] column offsets into stream_encoded")
+        w.i32(p + "stream_encoded_offsets", np.cumsum([0] + enc_lens),
+              "[n_chunks+1] column offsets into stream_encoded")
         w.i32(p + "stream_encoded_frames_returned", [c["returned"] for c in chunks],
               "time width of the encoder output tensor returned per chunk")
         for when, k in saved.items():
@@ -722,7 +756,8 @@ def write_case(case_dir, model, enc_out, dec, meta):
                    offline_encoded=compare_stream(stream, la["offline_encoded"]))
         if "stream_ctc" in r:
             c = r["stream_ctc"]
-            w.f32(p + "stream_ctc_log_probs", c["log_probs"], "CTC log-probs [T, V+1] of each chunk's encoder output, concatenated")
+            w.f32(p + "stream_ctc_log_probs", c["log_probs"],
+                  "CTC log-probs [T, V+1] of each chunk's encoder output, concatenated")
             w.i32(p + "stream_ctc_frame_ids", c["ids"], "per-frame argmax of stream_ctc_log_probs")
             w.i32(p + "stream_ctc_tokens", c["tokens"], "greedy CTC tokens of the concatenated stream")
             lam.update(stream_ctc_min_top2_gap=float(c["gaps"].min()), stream_ctc_text=tok.ids_to_text(c["tokens"]))
@@ -829,7 +864,7 @@ def check_gaps(dec, kind):
 
 def build_case(name, case_dir, with_weights=False):
     from nemo.collections.asr.models import EncDecCTCModelBPE, EncDecHybridRNNTCTCBPEModel, EncDecRNNTBPEModel
-    from omegaconf import OmegaConf
+    from omegaconf import OmegaConf, open_dict
 
     preset = PRESETS[name]
     seed = preset["seed"]
@@ -861,6 +896,8 @@ def build_case(name, case_dir, with_weights=False):
         wr["min_gap_required"] = MIN_GAP
         wr["rule"] = ("see tests/oracle/make_golden_case.py: randomise_weights, draw_output_layer, "
                       "choose_ctc_head, choose_joint_output")
+        with open_dict(model.cfg):
+            model.cfg.tokenizer.dir = None  # a temporary folder; the artifacts travel in model.nemo
         model.save_to(os.path.join(case_dir, "model.nemo"))
 
     # Everything written comes from the saved model and the saved audio.
@@ -869,6 +906,8 @@ def build_case(name, case_dir, with_weights=False):
     enc_out, dec = compute_case(model, audio_path)
     gaps = check_gaps(dec, model_kind(model))
     log(f"{name}: restored model, min top-2 gaps {gaps}")
+    for head in gaps:  # the shared cases' key: the offline decisions' smallest gap
+        wr[f"{head}_min_top2_gap_offline"] = min(float(np.min(r[f"offline_{head}"]["gaps"])) for r in dec)
     meta = dict(seed=seed, text=preset["text"], voice=preset["voice"], wpm=preset["wpm"], weight_randomisation=wr)
     manifest = write_case(case_dir, model, enc_out, dec, meta)
     for lam in manifest["lookaheads"]:
