@@ -120,8 +120,14 @@ int main(int argc, char **argv)
     es_stream_tokens(s, &n_tok);
     /* tokens are the only thing that grows (8 bytes each); everything else must stay put */
     double growth_mb = (rss_late - rss_early) / 1024.0 - n_tok * 8.0 * 2 / 1048576.0;
+#ifdef __SANITIZE_ADDRESS__
+    /* AddressSanitizer keeps freed blocks in quarantine (up to 256 MB), so RSS says nothing
+       here; LeakSanitizer checks this build for leaks instead. */
+    printf("  skip memory check under AddressSanitizer (grew %.2f MB, quarantine included)\n", growth_mb);
+#else
     check(growth_mb < 4.0, "memory after 1 min and after 30 min differ by %.2f MB besides tokens (limit %g MB)",
           growth_mb, 4.0);
+#endif
     es_stream_free(s);
     free(pcm);
     es_engine_free(e);
