@@ -3,7 +3,7 @@
 set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
-  libopenblas-dev libcjson-dev libsndfile1-dev libsamplerate0-dev
+  libopenblas-dev libcjson-dev libsndfile1-dev libsamplerate0-dev libwebsockets-dev libopus-dev
   python3 python3-yaml
   sox libsox-fmt-all
 )

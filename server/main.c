@@ -1,0 +1,276 @@
+/*
+ * main.c - earshot-server: options, the engine, the engine worker, the libwebsockets context
+ * and its one vhost, signals and the shutdown sequence.
+ *
+ * Two threads: the lws event loop (this one: sockets, protocol, HTTP, sessions) and the engine
+ * worker (scheduler.c: every es_engine/es_stream call). SIGTERM or SIGINT starts a drain:
+ * /healthz turns 503, new sessions are refused, open sessions are flushed and get their finals,
+ * then close 1000; the process exits 0 once they are gone or after --drain-timeout-s. A second
+ * signal exits at once.
+ */
+#include "earshot.h"
+#include "http.h"
+#include "metrics.h"
+#include "scheduler.h"
+#include "session.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#ifndef EARSHOT_WEB_DIR
+#define EARSHOT_WEB_DIR "clients/web"
+#endif
+
+static volatile sig_atomic_t signals_seen;
+
+static void on_signal(int sig)
+{
+    (void)sig;
+    signals_seen++;
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "Usage: earshot-server [options]\n"
+            "Serves live speech recognition over WebSocket at /v1/listen, and HTTP endpoints.\n\n"
+            "  --model PATH             model file (default: $EARSHOT_MODEL)\n"
+            "  --host ADDR              address to listen on (default 127.0.0.1)\n"
+            "  --port N                 port (default 8080)\n"
+            "  --backend cpu|cuda       compute backend (default cpu)\n"
+            "  --threads N              compute threads, 0 = one per core (default 0)\n"
+            "  --max-sessions N         live sessions at most; beyond it 1013 and /healthz 503 (default 64)\n"
+            "  --max-batch N            streams per engine step at most (default 32)\n"
+            "  --batch-window-ms N      longest wait for stragglers before a step (default 5)\n"
+            "  --auth-token TOKEN       require 'Authorization: Bearer TOKEN' or ?token=TOKEN\n"
+            "  --tls-cert FILE          serve TLS (wss://, https://) with this certificate...\n"
+            "  --tls-key FILE           ...and this private key\n"
+            "  --log-level LEVEL        error, warn, info or debug (default info)\n"
+            "  --max-message-bytes N    largest client message (default 1048576)\n"
+            "  --idle-timeout-s N       close sessions silent this long, 0 = never (default 30)\n"
+            "  --drain-timeout-s N      on SIGTERM, wait this long for sessions to finish (default 30)\n"
+            "  --web-root DIR           folder served at / (default: the source tree's clients/web)\n"
+            "  --help                   this text\n");
+}
+
+/* Parses a whole decimal number in [lo, hi] into *out. */
+static int parse_int(const char *opt, const char *s, long lo, long hi, int *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (!s[0] || *end || errno || v < lo || v > hi) {
+        fprintf(stderr, "earshot-server: %s must be a whole number from %ld to %ld, not '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (int)v;
+    return 0;
+}
+
+static int parse_log_level(const char *s, int *level)
+{
+    static const struct {
+        const char *name;
+        int level;
+    } levels[] = {{"error", LLL_ERR},
+                  {"warn", LLL_ERR | LLL_WARN},
+                  {"info", LLL_ERR | LLL_WARN | LLL_USER},
+                  {"debug", LLL_ERR | LLL_WARN | LLL_USER | LLL_NOTICE | LLL_INFO}};
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++)
+        if (strcmp(s, levels[i].name) == 0) {
+            *level = levels[i].level;
+            return 0;
+        }
+    fprintf(stderr, "earshot-server: --log-level must be error, warn, info or debug\n");
+    return -1;
+}
+
+static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
+{
+    enum { O_MODEL = 256, O_HOST, O_PORT, O_BACKEND, O_THREADS, O_MAXS, O_MAXB, O_WIN, O_AUTH, O_CERT, O_KEY,
+           O_LOG, O_MSG, O_IDLE, O_DRAIN, O_WEB, O_HELP };
+    static const struct option opts[] = {
+        {"model", required_argument, 0, O_MODEL},          {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},            {"backend", required_argument, 0, O_BACKEND},
+        {"threads", required_argument, 0, O_THREADS},      {"max-sessions", required_argument, 0, O_MAXS},
+        {"max-batch", required_argument, 0, O_MAXB},       {"batch-window-ms", required_argument, 0, O_WIN},
+        {"auth-token", required_argument, 0, O_AUTH},      {"tls-cert", required_argument, 0, O_CERT},
+        {"tls-key", required_argument, 0, O_KEY},          {"log-level", required_argument, 0, O_LOG},
+        {"max-message-bytes", required_argument, 0, O_MSG}, {"idle-timeout-s", required_argument, 0, O_IDLE},
+        {"drain-timeout-s", required_argument, 0, O_DRAIN}, {"web-root", required_argument, 0, O_WEB},
+        {"help", no_argument, 0, O_HELP},                  {0, 0, 0, 0}};
+    int c, bytes, bad = 0;
+    opterr = 0;
+    while (!bad && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_MODEL: o->model = optarg; break;
+        case O_HOST: o->host = optarg; break;
+        case O_PORT: bad = parse_int("--port", optarg, 0, 65535, &o->port); break;
+        case O_THREADS: bad = parse_int("--threads", optarg, 0, 1024, &o->threads); break;
+        case O_MAXS: bad = parse_int("--max-sessions", optarg, 1, 100000, &o->max_sessions); break;
+        case O_MAXB: bad = parse_int("--max-batch", optarg, 1, 4096, &o->max_batch); break;
+        case O_WIN: bad = parse_int("--batch-window-ms", optarg, 0, 10000, &o->batch_window_ms); break;
+        case O_IDLE: bad = parse_int("--idle-timeout-s", optarg, 0, 86400, &o->idle_timeout_s); break;
+        case O_DRAIN: bad = parse_int("--drain-timeout-s", optarg, 0, 86400, &o->drain_timeout_s); break;
+        case O_MSG:
+            bad = parse_int("--max-message-bytes", optarg, 1024, INT_MAX, &bytes);
+            o->max_message_bytes = (size_t)bytes;
+            break;
+        case O_AUTH: o->auth_token = optarg; break;
+        case O_CERT: o->tls_cert = optarg; break;
+        case O_KEY: o->tls_key = optarg; break;
+        case O_WEB: o->web_root = optarg; break;
+        case O_LOG: bad = parse_log_level(optarg, log_level); break;
+        case O_BACKEND:
+            if (strcmp(optarg, "cpu") == 0 || strcmp(optarg, "cuda") == 0) {
+                o->backend = optarg[1] == 'p' ? ES_BACKEND_CPU : ES_BACKEND_CUDA;
+            } else {
+                fprintf(stderr, "earshot-server: --backend must be cpu or cuda\n");
+                bad = 1;
+            }
+            break;
+        case O_HELP: usage(stdout); exit(0);
+        default:
+            fprintf(stderr, "earshot-server: unknown option or missing value: %s\n", argv[optind - 1]);
+            bad = 1;
+        }
+    }
+    if (bad)
+        return -1;
+    if (optind < argc) {
+        fprintf(stderr, "earshot-server: unexpected argument '%s'\n", argv[optind]);
+        return -1;
+    }
+    if (!o->model || !o->model[0]) {
+        fprintf(stderr, "earshot-server: no model given (--model or EARSHOT_MODEL)\n");
+        return -1;
+    }
+    if (!o->tls_cert != !o->tls_key) {
+        fprintf(stderr, "earshot-server: --tls-cert and --tls-key go together\n");
+        return -1;
+    }
+    return 0;
+}
+
+static void wake_loop(void *arg) { lws_cancel_service((struct lws_context *)arg); }
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+int main(int argc, char **argv)
+{
+    server_opts o = {.model = getenv("EARSHOT_MODEL"), .host = "127.0.0.1", .port = 8080,
+                     .backend = ES_BACKEND_CPU, .max_sessions = 64, .max_batch = 32, .batch_window_ms = 5,
+                     .web_root = EARSHOT_WEB_DIR, .max_message_bytes = 1 << 20, .idle_timeout_s = 30,
+                     .drain_timeout_s = 30};
+    int log_level = LLL_ERR | LLL_WARN | LLL_USER;
+    if (parse_args(argc, argv, &o, &log_level) != 0) {
+        fprintf(stderr, "Try 'earshot-server --help'.\n");
+        return 2;
+    }
+    lws_set_log_level(log_level, NULL);
+    metrics_init();
+
+    char err[512] = "";
+    es_engine_params ep = es_engine_default_params();
+    ep.backend = o.backend;
+    ep.n_threads = o.threads;
+    ep.max_streams = o.max_sessions + 1; /* one spare: a stream is freed on the worker a little later */
+    es_engine *e = es_engine_create(o.model, &ep, err, sizeof err);
+    if (!e) {
+        fprintf(stderr, "earshot-server: %s\n", err);
+        return 3;
+    }
+
+    static server srv;
+    srv.opts = &o;
+    model_info_read(e, &srv.model);
+
+    struct lws_protocols protocols[] = {
+        {"http", http_callback, http_pss_size(), 0, 0, NULL, 0},
+        {"earshot-v1", session_callback, session_pss_size(), 65536, 0, NULL, 0},
+        {NULL, NULL, 0, 0, 0, NULL, 0}};
+    /* WebSocket clients of /v1/listen send no subprotocol: make ours the default. */
+    static struct lws_protocol_vhost_options pvo_default = {NULL, NULL, "default", "1"};
+    static struct lws_protocol_vhost_options pvo = {NULL, &pvo_default, "earshot-v1", ""};
+
+    struct lws_context_creation_info info;
+    memset(&info, 0, sizeof info);
+    info.port = o.port;
+    info.iface = o.host;
+    info.protocols = protocols;
+    info.pvo = &pvo;
+    info.user = &srv;
+    info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE | LWS_SERVER_OPTION_VALIDATE_UTF8;
+    info.vhost_name = "earshot";
+    info.timeout_secs = 30;
+    if (o.tls_cert) {
+        info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
+        info.ssl_cert_filepath = o.tls_cert;
+        info.ssl_private_key_filepath = o.tls_key;
+    }
+    srv.ctx = lws_create_context(&info);
+    if (!srv.ctx) {
+        fprintf(stderr, "earshot-server: cannot listen on %s:%d\n", o.host, o.port);
+        es_engine_free(e);
+        return 1;
+    }
+
+    sched_params sp = {.max_batch = o.max_batch, .batch_window_ms = o.batch_window_ms, .max_segment_s = 20.0,
+                       .wake = wake_loop, .wake_arg = srv.ctx};
+    srv.sched = sched_create(e, &sp, err, sizeof err);
+    if (!srv.sched) {
+        fprintf(stderr, "earshot-server: %s\n", err);
+        lws_context_destroy(srv.ctx);
+        es_engine_free(e);
+        return 1;
+    }
+    session_start_timer(&srv);
+
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+
+    lwsl_user("earshot-server: %s on %s://%s:%d (model %s, %d look-ahead(s), max %d sessions, batch %d)\n",
+              o.model, o.tls_cert ? "https" : "http", o.host, o.port, srv.model.name, srv.model.n_lookaheads,
+              o.max_sessions, o.max_batch);
+    fflush(stderr);
+
+    double drain_deadline = 0;
+    int rc = 0;
+    for (;;) {
+        if (lws_service(srv.ctx, 0) < 0) {
+            rc = 1;
+            break;
+        }
+        if (signals_seen && !srv.draining) {
+            lwsl_user("earshot-server: draining %d session(s)\n", srv.n_sessions);
+            session_drain(&srv);
+            drain_deadline = now_s() + o.drain_timeout_s;
+        }
+        if (srv.draining && (srv.sessions == NULL || now_s() > drain_deadline || signals_seen > 1))
+            break;
+    }
+
+    sched_destroy(srv.sched); /* frees the streams; no more results */
+    srv.sched = NULL;
+    lws_context_destroy(srv.ctx);
+    es_engine_free(e);
+    lwsl_user("earshot-server: stopped\n");
+    return rc;
+}

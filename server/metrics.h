@@ -1,0 +1,25 @@
+/*
+ * metrics.h - the server's counters, gauges and histograms, rendered as Prometheus text for
+ * GET /metrics. One process-wide set behind a mutex: the event loop (sessions, audio in,
+ * errors) and the engine worker (batches, step times, latency) both update it.
+ */
+#ifndef EARSHOT_METRICS_H
+#define EARSHOT_METRICS_H
+
+#include <stddef.h>
+
+void metrics_init(void);
+
+void metrics_session_opened(void);  /* a WebSocket session began (sessions_total) */
+void metrics_audio_in(double seconds);  /* 16 kHz audio received from clients */
+void metrics_error(const char *code);   /* an error message sent, by its stable code */
+void metrics_queue_depth(int n);        /* ready streams waiting for a step, plus queued commands */
+/* One engine step: its batch size, wall time and the seconds of audio it encoded. */
+void metrics_step(int batch, double seconds, double audio_seconds);
+/* Time from a chunk being ready to its partial or final being posted. */
+void metrics_result_latency(double seconds);
+
+/* The whole exposition as a malloc'd string (NULL when out of memory). */
+char *metrics_render(int sessions_open, int max_sessions, int draining);
+
+#endif

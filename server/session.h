@@ -1,0 +1,64 @@
+/*
+ * session.h - live sessions at /v1/listen, and the server state they share with the HTTP side.
+ *
+ * One session per WebSocket: it parses the client's messages (protocol.h), decodes audio
+ * (audio_in.h) and posts it to the engine worker (scheduler.h); the worker's results come back
+ * through the event loop into each session's bounded outgoing queue, which is written when the
+ * socket is writeable. Everything here runs on the libwebsockets event loop thread.
+ */
+#ifndef EARSHOT_SESSION_H
+#define EARSHOT_SESSION_H
+
+#include "earshot.h"
+#include "scheduler.h"
+
+#include <libwebsockets.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    const char *model;
+    const char *host;
+    int port;
+    es_backend backend;
+    int threads;
+    int max_sessions;
+    int max_batch;
+    int batch_window_ms;
+    const char *auth_token; /* NULL: no auth */
+    const char *tls_cert, *tls_key;
+    const char *web_root;   /* folder served at /, or NULL */
+    size_t max_message_bytes;
+    int idle_timeout_s;
+    int drain_timeout_s;
+} server_opts;
+
+struct session;
+
+typedef struct {
+    const server_opts *opts;
+    model_info model;
+    sched *sched;
+    struct lws_context *ctx;
+    struct session *sessions; /* every open WebSocket session */
+    int n_sessions;           /* counted against --max-sessions */
+    int draining;             /* SIGTERM: no new sessions, open ones are ending */
+    uint64_t next_id;
+    lws_sorted_usec_list_t timer;
+} server;
+
+/* The protocol callback of /v1/listen; its per-session data is session_pss_size() bytes. */
+int session_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
+size_t session_pss_size(void);
+
+/* Starts the housekeeping timer (idle timeouts, throttled readers). */
+void session_start_timer(server *srv);
+/* Takes the worker's results and hands them to their sessions (on LWS_CALLBACK_EVENT_WAIT_CANCELLED). */
+void session_take_results(server *srv);
+/* SIGTERM: stop accepting; every started session is flushed, gets its finals and closes 1000. */
+void session_drain(server *srv);
+
+/* Whether a new session would be refused (at --max-sessions, or draining). */
+int server_full(const server *srv);
+
+#endif

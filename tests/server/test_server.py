@@ -1,0 +1,424 @@
+#!/usr/bin/env python3
+"""test_server.py - earshot-server end to end on loopback (Python 3 standard library only).
+
+Usage: test_server.py --server BIN --model MODEL.safetensors --case GOLDEN_CASE_DIR
+
+Starts earshot-server on free ports and checks: /healthz, /v1/models, a golden case streamed in
+20 ms messages gives the manifest's streaming text (each decoder, two look-aheads), 20 concurrent
+sessions (batches > 1 in /metrics), end -> finals then close 1000, --max-sessions (over_capacity,
+1013, /healthz 503), bad inputs (their error codes) beside a healthy session, auth (401), and
+SIGTERM (finals, close 1000, exit 0). Prints "N passed, N failed" last; exits 1 on failure.
+"""
+import argparse, base64, http.client, json, os, shutil, signal, socket, struct, subprocess, sys, tempfile
+import threading, time, wave
+
+# ---- a minimal WebSocket client (RFC 6455) ----
+
+class WS:
+    def __init__(self, port, path="/v1/listen", headers=None, timeout=30):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        req = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
+               "Connection: Upgrade", "Sec-WebSocket-Key: " + key, "Sec-WebSocket-Version: 13"]
+        req += ["%s: %s" % kv for kv in (headers or {}).items()]
+        self.sock.sendall(("\r\n".join(req) + "\r\n\r\n").encode())
+        self.buf = b""
+        while b"\r\n\r\n" not in self.buf:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                break
+            self.buf += chunk
+        head, _, self.buf = self.buf.partition(b"\r\n\r\n")
+        line = head.split(b"\r\n")[0].split()
+        self.status = int(line[1]) if len(line) > 1 else 0
+
+    def _read(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise EOFError("connection closed")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
+
+    def send_frame(self, opcode, payload, fin=True):
+        n = len(payload)
+        head = bytes([(0x80 if fin else 0) | opcode])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 65536:
+            head += bytes([0x80 | 126]) + struct.pack(">H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack(">Q", n)
+        mask = os.urandom(4)
+        key = int.from_bytes((mask * (n // 4 + 1))[:n], "little")
+        body = (int.from_bytes(payload, "little") ^ key).to_bytes(n, "little")
+        self.sock.sendall(head + mask + body)
+
+    def send_text(self, obj):
+        self.send_frame(1, (obj if isinstance(obj, str) else json.dumps(obj)).encode())
+
+    def send_binary(self, data):
+        self.send_frame(2, data)
+
+    def recv(self):
+        """('text', obj) | ('binary', bytes) | ('close', code); pings are answered."""
+        parts, op0 = [], None
+        while True:
+            b0, b1 = self._read(2)
+            op, n = b0 & 15, b1 & 127
+            if n == 126:
+                n = struct.unpack(">H", self._read(2))[0]
+            elif n == 127:
+                n = struct.unpack(">Q", self._read(8))[0]
+            data = self._read(n)
+            if op == 9:
+                self.send_frame(10, data)
+                continue
+            if op == 10:
+                continue
+            if op == 8:
+                code = struct.unpack(">H", data[:2])[0] if len(data) >= 2 else 1005
+                try:
+                    self.send_frame(8, data[:2])
+                except OSError:
+                    pass
+                return ("close", code)
+            if op != 0:
+                op0 = op
+            parts.append(data)
+            if b0 & 0x80:
+                data = b"".join(parts)
+                return ("text", json.loads(data)) if op0 == 1 else ("binary", data)
+
+    def close(self):
+        try:
+            self.send_frame(8, struct.pack(">H", 1000))
+        except OSError:
+            pass
+        self.sock.close()
+
+
+def collect(ws):
+    """Reads until close: (messages, close code)."""
+    msgs = []
+    while True:
+        kind, v = ws.recv()
+        if kind == "close":
+            return msgs, v
+        if kind == "text":
+            msgs.append(v)
+
+
+def finals_text(msgs):
+    return " ".join(m["text"] for m in msgs if m["type"] == "final" and m["text"])
+
+
+def http_get(port, path, headers=None):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("GET", path, headers=headers or {})
+    r = c.getresponse()
+    body = r.read().decode()
+    c.close()
+    return r.status, body
+
+# ---- the server ----
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+class Server:
+    def __init__(self, binary, model, *extra):
+        self.port = free_port()
+        self.log = open(os.path.join(TMP, "server-%d.log" % self.port), "w+")
+        self.proc = subprocess.Popen([binary, "--model", model, "--port", str(self.port)] + list(extra),
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(200):
+            try:
+                http_get(self.port, "/healthz")
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("server did not start")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+# ---- checks ----
+
+passed = failed = 0
+
+
+def check(name, ok, detail=""):
+    global passed, failed
+    if ok:
+        passed += 1
+        print("ok    " + name)
+    else:
+        failed += 1
+        print("FAIL  " + name + ("\n      " + str(detail)[:600] if detail else ""))
+
+
+def stream(port, pcm, chunk_ms=160, decoder="rnnt", pace=0.0, end=True, extra=None):
+    """One session: start, 20 ms messages, end; returns (ready, messages, close code)."""
+    ws = WS(port)
+    start = {"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le", "chunk_ms": chunk_ms, "decoder": decoder,
+             "endpointing_ms": 0}
+    start.update(extra or {})
+    ws.send_text(start)
+    kind, ready = ws.recv()
+    for i in range(0, len(pcm), 640):
+        ws.send_binary(pcm[i:i + 640])
+        if pace:
+            time.sleep(pace)
+    if not end:
+        return ws, ready
+    ws.send_text({"type": "end"})
+    msgs, code = collect(ws)
+    ws.close()
+    return ready, msgs, code
+
+
+def expect_error(port, sends, code, close, name):
+    ws = WS(port)
+    for s in sends:
+        if isinstance(s, bytes):
+            ws.send_binary(s)
+        else:
+            ws.send_text(s)
+    try:
+        msgs, got = collect(ws)
+    except (EOFError, OSError) as e:
+        msgs, got = [], repr(e)
+    errs = [m for m in msgs if m.get("type") == "error"]
+    check(name, errs and errs[-1]["code"] == code and got == close, "messages %r close %r" % (msgs[-3:], got))
+    ws.close()
+
+
+def main():
+    global TMP
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--server", required=True)
+    ap.add_argument("--model", required=True)
+    ap.add_argument("--case", required=True)
+    a = ap.parse_args()
+    TMP = tempfile.mkdtemp(prefix="test_server.")
+    man = json.load(open(os.path.join(a.case, "manifest.json")))
+    with wave.open(os.path.join(a.case, "audio.wav")) as w:
+        assert w.getframerate() == 16000 and w.getsampwidth() == 2 and w.getnchannels() == 1
+        pcm = w.readframes(w.getnframes())
+    modes = []  # (chunk_ms, att_context_size, {decoder: text})
+    for la in man["lookaheads"]:
+        texts = {d: la.get("stream_%s_text" % d) for d in ("rnnt", "ctc") if la.get("stream_%s_text" % d) is not None}
+        modes.append((la["streaming_cfg"]["shift_size"][1] * 10, la["att_context_size"], texts))
+
+    srv = Server(a.server, a.model, "--max-message-bytes", "65536")
+    servers = [srv]
+    try:
+        st, body = http_get(srv.port, "/healthz")
+        check("/healthz 200", st == 200, (st, body))
+        st, body = http_get(srv.port, "/v1/models")
+        models = json.loads(body) if st == 200 else {}
+        m0 = (models.get("data") or [{}])[0]
+        las = [tuple(x["att_context_size"]) for x in m0.get("lookaheads", [])]
+        check("/v1/models lists the model and its look-aheads",
+              m0.get("id") and las == [tuple(m[1]) for m in modes], body)
+
+        # golden text, each decoder, two look-aheads
+        for chunk_ms, att, texts in modes[:2] + modes[2:][-1:]:
+            for dec, want in texts.items():
+                ready, msgs, code = stream(srv.port, pcm, chunk_ms, dec)
+                got = finals_text(msgs)
+                check("golden %s %d ms %s: text, ready, close 1000" % (dec, chunk_ms, att),
+                      got == want and code == 1000 and ready.get("att_context_size") == att
+                      and ready.get("decoder") == dec and ready.get("model") == m0.get("id")
+                      and all(m["reason"] == "end" for m in msgs if m["type"] == "final"),
+                      "got %r want %r close %r ready %r" % (got, want, code, ready))
+
+        # default endpointing: segments may split the text, but never change its letters
+        chunk_ms, att, texts = modes[-1]
+        for dec, want in texts.items():
+            ready, msgs, code = stream(srv.port, pcm, chunk_ms, dec, extra={"endpointing_ms": 800})
+            finals = [m for m in msgs if m["type"] == "final"]
+            got = finals_text(msgs)
+            check("endpointing on, %s: finals numbered 0.., reasons endpoint|end, same letters" % dec,
+                  got.replace(" ", "") == want.replace(" ", "") and code == 1000
+                  and [m["segment"] for m in finals] == list(range(len(finals)))
+                  and all(m["reason"] in ("endpoint", "end") for m in finals),
+                  "got %r want %r close %r" % (got, want, code))
+            if got != want:
+                print("      note: finals joined with spaces %r differ from the one-segment text %r" % (got, want))
+
+        # 20 concurrent sessions, mixed decoders and look-aheads
+        chunk_ms, att, texts = modes[-2] if len(modes) > 1 else modes[0]
+        decs = list(texts)
+        results = [None] * 20
+
+        def one(i):
+            try:
+                dec = decs[i % len(decs)]
+                results[i] = (dec, stream(srv.port, pcm, chunk_ms, dec))
+            except Exception as e:  # noqa
+                results[i] = ("?", (None, [], repr(e)))
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(20)]
+        [t.start() for t in threads]
+        [t.join() for t in threads]
+        bad = [(i, r[0], finals_text(r[1][1]), r[1][2]) for i, r in enumerate(results)
+               if finals_text(r[1][1]) != texts[r[0]] or r[1][2] != 1000]
+        check("20 concurrent sessions: each its own correct text", not bad, bad[:3])
+        st, body = http_get(srv.port, "/metrics")
+        le1 = total = 0
+        for line in body.splitlines():
+            if line.startswith('earshot_batch_size_bucket{le="1"}'):
+                le1 = float(line.split()[-1])
+            if line.startswith("earshot_batch_size_count"):
+                total = float(line.split()[-1])
+        check("/metrics: batches larger than one", st == 200 and total > le1, "count %s, le=1 %s" % (total, le1))
+
+        # bad inputs, with a healthy session beside them
+        side = {}
+        sd = "ctc" if "ctc" in modes[0][2] else "rnnt"
+        t = threading.Thread(target=lambda: side.update(r=stream(srv.port, pcm, modes[0][0], sd, pace=0.002)))
+        t.start()
+        start = {"type": "start", "encoding": "pcm_s16le", "sample_rate": 16000}
+        expect_error(srv.port, [b"\0\0" * 160], "not_started", 1008, "binary before start: not_started, 1008")
+        expect_error(srv.port, ['{"type": "start", '], "bad_json", 1008, "malformed JSON: bad_json, 1008")
+        expect_error(srv.port, [{"type": "start", "encoding": "mp3"}], "unsupported", 1008,
+                     "unknown encoding: unsupported, 1008")
+        expect_error(srv.port, [start, b"\0\0\0"], "bad_audio", 1008, "odd-length PCM: bad_audio, 1008")
+        expect_error(srv.port, [{"type": "dance"}], "bad_message", 1008, "unknown type: bad_message, 1008")
+        expect_error(srv.port, [start, start], "already_started", 1008, "second start: already_started, 1008")
+        expect_error(srv.port, [{"type": "end"}], "not_started", 1008, "end before start: not_started, 1008")
+        expect_error(srv.port, [start, b"\0\0" * 40000], "message_too_big", 1009,
+                     "message over --max-message-bytes: message_too_big, 1009")
+        t.join()
+        r = side.get("r") or (None, [], None)
+        check("the session beside the bad inputs gets its text", finals_text(r[1]) == modes[0][2][sd] and r[2] == 1000,
+              (finals_text(r[1]), r[2]))
+        st, body = http_get(srv.port, "/metrics")
+        check("/metrics counts errors by code", 'earshot_errors_total{code="bad_audio"} 1' in body, body[-400:])
+        st, _ = http_get(srv.port, "/nope")
+        check("unknown path: 404", st == 404, st)
+        ws = WS(srv.port, "/elsewhere")
+        check("WebSocket upgrade on another path refused", ws.status == 404, ws.status)
+
+        # finalize, fragmented and control frames, a client that vanishes
+        chunk_ms, att, texts = modes[-1]
+        dec = next(iter(texts))
+        ws = WS(srv.port)
+        ws.send_frame(1, b'{"type": "sta', fin=False)
+        ws.send_frame(9, b"ping")  # a ping between fragments
+        ws.send_frame(0, ('rt", "chunk_ms": %d, "decoder": "%s", "endpointing_ms": 0}' % (chunk_ms, dec)).encode())
+        kind, ready = ws.recv()
+        check("start sent in two fragments with a ping between: ready",
+              kind == "text" and ready.get("type") == "ready", ready)
+        half = len(pcm) // 2 // 640 * 640
+        for i in range(0, half, 640):
+            ws.send_binary(pcm[i:i + 640])
+        ws.send_text({"type": "finalize"})
+        ws.send_text({"type": "keepalive"})
+        for i in range(half, len(pcm), 640):
+            ws.send_binary(pcm[i:i + 640])
+        ws.send_text({"type": "end"})
+        msgs, code = collect(ws)
+        ws.close()
+        finals = [m for m in msgs if m["type"] == "final"]
+        check("finalize: a final with reason finalize, then the rest with reason end, same letters",
+              [m["reason"] for m in finals][:1] == ["finalize"] and finals[-1]["reason"] == "end" and code == 1000
+              and finals_text(msgs).replace(" ", "") == texts[dec].replace(" ", ""), (finals, code))
+        ws = WS(srv.port)
+        ws.send_text({"type": "start", "chunk_ms": chunk_ms})
+        ws.recv()
+        for i in range(0, half, 640):
+            ws.send_binary(pcm[i:i + 640])
+        ws.sock.close()  # no close frame, no end
+        ready, msgs, code = stream(srv.port, pcm, chunk_ms, dec)
+        check("after a client vanished mid-stream, the next session works",
+              finals_text(msgs) == texts[dec] and code == 1000, (finals_text(msgs), code))
+
+        # idle timeout, on a server of its own
+        s3 = Server(a.server, a.model, "--idle-timeout-s", "1")
+        servers.append(s3)
+        ws = WS(s3.port)
+        ws.send_text({"type": "start"})
+        t0 = time.time()
+        msgs, code = collect(ws)
+        check("idle session: idle_timeout and 1008 after about --idle-timeout-s",
+              msgs[-1].get("code") == "idle_timeout" and code == 1008 and 0.8 < time.time() - t0 < 3, (msgs, code))
+        ws = WS(s3.port)
+        ws.send_text({"type": "start"})
+        ws.recv()
+        for _ in range(4):
+            time.sleep(0.5)
+            ws.send_text({"type": "keepalive"})
+        ws.send_text({"type": "end"})
+        msgs, code = collect(ws)
+        check("keepalive keeps a session past the idle timeout", code == 1000, (msgs, code))
+
+        # capacity and auth, on a second server
+        s2 = Server(a.server, a.model, "--max-sessions", "2", "--auth-token", "sekrit")
+        servers.append(s2)
+        auth = {"Authorization": "Bearer sekrit"}
+        check("auth: /healthz needs no token", http_get(s2.port, "/healthz")[0] == 200)
+        check("auth: /metrics without token 401", http_get(s2.port, "/metrics")[0] == 401)
+        check("auth: /metrics with Bearer 200", http_get(s2.port, "/metrics", auth)[0] == 200)
+        check("auth: /v1/models?token= 200", http_get(s2.port, "/v1/models?token=sekrit")[0] == 200)
+        check("auth: upgrade without token 401", WS(s2.port).status == 401)
+        check("auth: upgrade with wrong token 401", WS(s2.port, headers={"Authorization": "Bearer nope"}).status == 401)
+        held = []
+        for i in range(2):
+            ws = WS(s2.port, "/v1/listen?token=sekrit")
+            ws.send_text(start)
+            held.append((ws, ws.recv()))
+        check("capacity: two sessions ready", all(h[1][0] == "text" and h[1][1]["type"] == "ready" for h in held), held)
+        check("capacity: /healthz 503 when full", http_get(s2.port, "/healthz")[0] == 503)
+        ws = WS(s2.port, headers=auth)
+        msgs, code = collect(ws)
+        check("capacity: third session gets over_capacity and 1013",
+              msgs and msgs[-1].get("code") == "over_capacity" and code == 1013, (msgs, code))
+        held[0][0].send_text({"type": "end"})
+        collect(held[0][0])
+        time.sleep(0.3)
+        check("capacity: /healthz 200 again after a session ends", http_get(s2.port, "/healthz")[0] == 200)
+
+        # SIGTERM: the open session gets its finals and 1000, the server exits 0
+        ws = WS(s2.port, headers=auth)
+        ws.send_text({"type": "start", "chunk_ms": modes[0][0], "decoder": sd, "endpointing_ms": 0})
+        ws.recv()
+        for i in range(0, len(pcm), 640):
+            ws.send_binary(pcm[i:i + 640])
+        time.sleep(0.2)
+        s2.proc.send_signal(signal.SIGTERM)
+        msgs, code = collect(ws)
+        rc = s2.proc.wait(timeout=30)
+        check("SIGTERM: open session gets its full text with reason end, close 1000",
+              finals_text(msgs) == modes[0][2][sd] and code == 1000
+              and all(m["reason"] == "end" for m in msgs if m["type"] == "final"), (finals_text(msgs), code))
+        check("SIGTERM: idle started session closed 1000", collect(held[1][0])[1] == 1000)
+        check("SIGTERM: server exits 0", rc == 0, rc)
+        srv.proc.send_signal(signal.SIGTERM)
+        rc = srv.proc.wait(timeout=30)
+        check("main server: exits 0 on SIGTERM with no session open", rc == 0, rc)
+    finally:
+        for s in servers:
+            s.stop()
+            if failed:
+                s.log.seek(0)
+                tail = s.log.read().splitlines()[-15:]
+                print("      server on port %d, last lines of its log:\n        " % s.port + "\n        ".join(tail))
+            s.log.close()
+        shutil.rmtree(TMP, ignore_errors=True)
+    print("%d passed, %d failed" % (passed, failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
