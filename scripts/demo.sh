@@ -14,12 +14,6 @@ shift || true
 audio=("$@")
 [ ${#audio[@]} -gt 0 ] || audio=(../shared/eval-real/librispeech_1089-134686-0002.wav)
 
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" >/dev/null
-case "$model" in
-  *.nemo)
-    converted=build/demo-model.safetensors
-    build/earshot-convert "$model" "$converted"
-    model=$converted ;;
-esac
+. scripts/build_model.sh
+build_model "$model" demo-model
 build/clients/earshot-transcribe --model "$model" --chunk-ms 160 --format json "${audio[@]}"

@@ -14,12 +14,6 @@ if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   model=$1
   shift
 fi
-cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build build -j "$(nproc)" >/dev/null
-case "$model" in
-  *.nemo)
-    converted=build/serve-model.safetensors
-    build/earshot-convert "$model" "$converted"
-    model=$converted ;;
-esac
+. scripts/build_model.sh
+build_model "$model" serve-model
 exec build/server/earshot-server --model "$model" "$@"
