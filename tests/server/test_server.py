@@ -203,12 +203,43 @@ def expect_error(port, sends, code, close, name):
     ws.close()
 
 
+def check_opus(port, tool, wav_path):
+    """Opus packets and, in another session, the exact floats a fresh decoder makes of them,
+    must give one transcript: the server's Opus path then loses, adds and reorders nothing."""
+    packets_path, f32_path = os.path.join(TMP, "packets.bin"), os.path.join(TMP, "decoded.f32")
+    subprocess.run([tool, wav_path, packets_path, f32_path], check=True, stdout=subprocess.DEVNULL)
+    data, packets = open(packets_path, "rb").read(), []
+    while data:
+        n = struct.unpack("<H", data[:2])[0]
+        packets.append(data[2:2 + n])
+        data = data[2 + n:]
+    f32 = open(f32_path, "rb").read()
+
+    def session(encoding, messages):
+        ws = WS(port)
+        ws.send_text({"type": "start", "sample_rate": 16000, "encoding": encoding, "endpointing_ms": 0})
+        ws.recv()
+        for m in messages:
+            ws.send_binary(m)
+        ws.send_text({"type": "end"})
+        msgs, code = collect(ws)
+        ws.close()
+        return finals_text(msgs), code, [m for m in msgs if m["type"] == "error"]
+
+    got, code, errs = session("opus", packets)
+    want, code2, errs2 = session("pcm_f32le", [f32[i:i + 1280] for i in range(0, len(f32), 1280)])
+    check("opus: %d packets give the transcript of their decoded samples" % len(packets),
+          got == want and got and code == code2 == 1000 and not errs and not errs2,
+          "opus %r (close %r %r) vs f32 %r (close %r %r)" % (got, code, errs, want, code2, errs2))
+
+
 def main():
     global TMP
     ap = argparse.ArgumentParser()
     ap.add_argument("--server", required=True)
     ap.add_argument("--model", required=True)
     ap.add_argument("--case", required=True)
+    ap.add_argument("--opus-tool", help="tests/server/opus_packets binary: enables the Opus check")
     a = ap.parse_args()
     TMP = tempfile.mkdtemp(prefix="test_server.")
     man = json.load(open(os.path.join(a.case, "manifest.json")))
@@ -231,6 +262,9 @@ def main():
         las = [tuple(x["att_context_size"]) for x in m0.get("lookaheads", [])]
         check("/v1/models lists the model and its look-aheads",
               m0.get("id") and las == [tuple(m[1]) for m in modes], body)
+
+        if a.opus_tool:
+            check_opus(srv.port, a.opus_tool, os.path.join(a.case, "audio.wav"))
 
         # golden text, each decoder, two look-aheads
         for chunk_ms, att, texts in modes[:2] + modes[2:][-1:]:
