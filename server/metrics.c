@@ -33,6 +33,8 @@ static struct {
     double audio_in_s;
     double step_s, step_audio_s;
     int queue_depth;
+    int behind_now;    /* live sessions behind real time now */
+    long behind_total; /* times a live session fell behind */
     histogram batch, step, latency;
     const char *codes[MAX_CODES];
     unsigned long long code_count[MAX_CODES];
@@ -108,6 +110,15 @@ void metrics_step(int batch, double seconds, double audio_seconds)
     pthread_mutex_unlock(&M.mu);
 }
 
+void metrics_behind(int delta)
+{
+    pthread_mutex_lock(&M.mu);
+    M.behind_now += delta;
+    if (delta > 0)
+        M.behind_total++;
+    pthread_mutex_unlock(&M.mu);
+}
+
 void metrics_result_latency(double seconds)
 {
     pthread_mutex_lock(&M.mu);
@@ -173,6 +184,11 @@ char *metrics_render(int sessions_open, int max_sessions, int draining)
         M.step_audio_s);
     out(&b, "# HELP earshot_queue_depth Ready streams waiting for a step plus queued commands.\n"
             "# TYPE earshot_queue_depth gauge\nearshot_queue_depth %d\n", M.queue_depth);
+    out(&b, "# HELP earshot_sessions_behind Live sessions whose received audio waits too long to be transcribed.\n"
+            "# TYPE earshot_sessions_behind gauge\nearshot_sessions_behind %d\n", M.behind_now);
+    out(&b, "# HELP earshot_sessions_fell_behind_total Times a live session fell behind real time.\n"
+            "# TYPE earshot_sessions_fell_behind_total counter\nearshot_sessions_fell_behind_total %ld\n",
+        M.behind_total);
     hist_out(&b, "earshot_batch_size", "Streams per engine step.", &M.batch);
     hist_out(&b, "earshot_step_seconds", "Wall time of one engine step.", &M.step);
     hist_out(&b, "earshot_partial_latency_seconds",

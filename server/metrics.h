@@ -18,6 +18,8 @@ void metrics_queue_depth(int n);        /* ready streams waiting for a step, plu
 void metrics_step(int batch, double seconds, double audio_seconds);
 /* Time from a chunk being ready to its partial or final being posted. */
 void metrics_result_latency(double seconds);
+/* a live session started (+1) or stopped (-1) being behind real time */
+void metrics_behind(int delta);
 
 /* The whole exposition as a malloc'd string (NULL when out of memory). */
 char *metrics_render(int sessions_open, int max_sessions, int draining);

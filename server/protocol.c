@@ -429,6 +429,17 @@ char *protocol_final(int segment, const char *text, double start, double end, co
     return finish(o, bad);
 }
 
+char *protocol_behind(double behind_s)
+{
+    cJSON *o = cJSON_CreateObject();
+    if (!o)
+        return NULL;
+    int bad = add_string(o, "type", "warning") || add_string(o, "code", "behind_realtime") ||
+              add_string(o, "message", "audio is waiting to be transcribed: the session is behind real time") ||
+              add_time(o, "behind_s", behind_s);
+    return finish(o, bad);
+}
+
 char *protocol_error(error_code code, const char *message)
 {
     cJSON *o = cJSON_CreateObject();

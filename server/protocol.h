@@ -67,5 +67,9 @@ char *protocol_partial(int segment, const char *text, double start, double end);
 char *protocol_final(int segment, const char *text, double start, double end, const protocol_word *words, int n_words,
                      const char *reason);
 char *protocol_error(error_code code, const char *message);
+/* {"type":"warning","code":"behind_realtime","message","behind_s"}: the session's received
+   audio waits longer than it should to be transcribed (the server is overloaded, or the client
+   sends faster than real time). Informational: the session goes on. */
+char *protocol_behind(double behind_s);
 
 #endif

@@ -48,6 +48,7 @@ typedef struct {
     segmenter *seg;
     int lookahead, priority, interim, words;
     int finalize_pending, ending, done, failed;
+    int behind;     /* reported as behind real time, not yet caught up */
     double ready_t; /* when it joined the ready line; 0 = not ready */
     struct cmd *held, *held_tail; /* commands after a pending finalize */
 } job;
@@ -271,6 +272,8 @@ static void close_job(sched *s, uint64_t id)
 {
     for (int i = 0; i < s->n_jobs; i++)
         if (s->jobs[i]->id == id) {
+            if (s->jobs[i]->behind)
+                metrics_behind(-1);
             free_job(s->jobs[i]);
             s->jobs[i] = s->jobs[--s->n_jobs];
             return;
@@ -425,6 +428,26 @@ static int choose_batch(sched *s, double t, double *deadline, int *n_waiting)
     return m;
 }
 
+/* A live session is behind when the audio it sent waits for transcription longer than its
+   latency mode explains (two chunks and half a second). It is told once, with a warning, and
+   counted in /metrics; it is re-armed when it is back under half that. */
+static void watch_realtime(sched *s, job *j)
+{
+    if (j->priority != 0)
+        return; /* file jobs run at their own pace */
+    double chunk_s = es_engine_lookahead(s->e, j->lookahead).chunk_ms / 1000.0;
+    double limit = 2 * chunk_s + 0.5;
+    double backlog = es_stream_audio_seconds(j->st) - es_stream_frames(j->st) * s->frame_s;
+    if (!j->behind && backlog > limit) {
+        j->behind = 1;
+        metrics_behind(+1);
+        post(s, j->id, OUT_PARTIAL, protocol_behind(backlog), NULL, 0, 0);
+    } else if (j->behind && backlog < limit / 2) {
+        j->behind = 0;
+        metrics_behind(-1);
+    }
+}
+
 static void step(sched *s, int n)
 {
     es_stream *batch[n];
@@ -455,6 +478,7 @@ static void step(sched *s, int n)
             metrics_result_latency(t1 - ready_t[i]);
             post_event(s, j, &ev[e]);
         }
+        watch_realtime(s, j);
         j->ready_t = 0;
         mark_ready(j, t1);
         post(s, j->id, OUT_PROGRESS, NULL, NULL, 0, es_stream_frames(j->st) * s->frame_s);

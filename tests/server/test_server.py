@@ -233,6 +233,31 @@ def check_opus(port, tool, wav_path):
           "opus %r (close %r %r) vs f32 %r (close %r %r)" % (got, code, errs, want, code2, errs2))
 
 
+def check_behind(port, pcm):
+    """A minute of audio sent at once leaves most of it waiting: the session is told it is
+    behind real time, still gets everything transcribed, and /metrics counts it."""
+    ws = WS(port)
+    ws.send_text({"type": "start", "sample_rate": 16000, "chunk_ms": 160, "endpointing_ms": 0})
+    ws.recv()
+    big = pcm * (60 * 32000 // len(pcm) + 1)
+    for i in range(0, len(big), 64000):
+        ws.send_binary(big[i:i + 64000])
+    ws.send_text({"type": "end"})
+    msgs, code = collect(ws)
+    ws.close()
+    warnings = [m for m in msgs if m["type"] == "warning"]
+    finals = [m for m in msgs if m["type"] == "final"]
+    # once per fall: more than one if the worker caught up between two of the 2 s messages
+    check("behind real time: a warning with behind_s, then every final and close 1000",
+          warnings and all(w.get("code") == "behind_realtime" and w.get("behind_s", 0) > 0 for w in warnings)
+          and finals and code == 1000, (warnings, code, finals[-1:] if finals else None))
+    st, body = http_get(port, "/metrics")
+    counted = [l for l in body.splitlines() if l.startswith("earshot_sessions_fell_behind_total ")]
+    now = [l for l in body.splitlines() if l.startswith("earshot_sessions_behind ")]
+    check("/metrics: the session counted as fallen behind, none behind once it closed",
+          counted and float(counted[0].split()[-1]) >= 1 and now and float(now[0].split()[-1]) == 0, (counted, now))
+
+
 def main():
     global TMP
     ap = argparse.ArgumentParser()
@@ -265,6 +290,7 @@ def main():
 
         if a.opus_tool:
             check_opus(srv.port, a.opus_tool, os.path.join(a.case, "audio.wav"))
+        check_behind(srv.port, pcm)
 
         # golden text, each decoder, two look-aheads
         for chunk_ms, att, texts in modes[:2] + modes[2:][-1:]:
