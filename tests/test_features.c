@@ -41,19 +41,9 @@
 
 #define TEST_PI 3.14159265358979323846
 
-static int g_pass, g_fail, g_skip;
+#include "check.h"
 
-#define CHECK(cond, ...)                                                                                               \
-    do {                                                                                                               \
-        if (cond) {                                                                                                    \
-            g_pass++;                                                                                                  \
-        } else {                                                                                                       \
-            g_fail++;                                                                                                  \
-            printf("FAIL %s:%d: ", __FILE__, __LINE__);                                                                \
-            printf(__VA_ARGS__);                                                                                       \
-            printf("\n");                                                                                              \
-        }                                                                                                              \
-    } while (0)
+static int g_skip;
 
 #define PATH_LEN 4096
 
@@ -834,6 +824,6 @@ int main(int argc, char **argv)
     }
     if (g_skip)
         printf("%d golden case(s) skipped\n", g_skip);
-    printf("%d passed, %d failed\n", g_pass, g_fail);
-    return g_fail ? 1 : 0;
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed ? 1 : 0;
 }

@@ -411,7 +411,6 @@ static void check_streaming(golden *g, const es_model *m, int la, const cJSON *l
     int n_chunks = 0, total_frames = 0, bad_meta = 0;
     double feat_err = 0, feat_max = 0;
     float *streamed = malloc(sizeof(float) * (size_t)(int)enc_ref->shape[1] * d + 1);
-    float *fref_chunk = NULL;
     while (es_chunker_ready(ch)) {
         es_chunk c;
         es_chunker_peek(ch, &c);
@@ -461,7 +460,6 @@ static void check_streaming(golden *g, const es_model *m, int la, const cJSON *l
                 check_caches(g, m, enc, slot, la, prefix, whens[w]);
         }
     }
-    free(fref_chunk);
     report(g, n_chunks == want_chunks && !bad_meta, "%sstream chunking: %d chunks (expected %d), widths/drops/keeps %s",
            prefix, n_chunks, want_chunks, bad_meta ? "differ" : "identical");
     int fok = g->gpu || feat_err <= 1e-4 * feat_max;
