@@ -9,6 +9,7 @@
  */
 #include "http.h"
 
+#include "file_job.h"
 #include "metrics.h"
 
 #include <cjson/cJSON.h>
@@ -17,11 +18,21 @@
 #include <string.h>
 #include <sys/stat.h>
 
+/* One response in the making. Headers are written in one writeable callback and the body in
+   pieces of WRITE_PIECE bytes in the following ones, so a large transcript never makes lws
+   buffer it all again. */
 typedef struct {
     unsigned char *body; /* LWS_PRE bytes of headroom, then the body */
-    size_t len;
-    int close_after;
+    size_t len, sent;
+    unsigned status;
+    const char *ctype;
+    int headers_pending; /* the headers are still to be written */
+    int close_after;     /* hang up after the response (the request body was not read) */
+    int hold_until_body_end; /* an upload refused mid-body: answer once the body is read */
+    file_job *job;       /* POST /v1/audio/transcriptions */
 } http_pss;
+
+#define WRITE_PIECE 16384
 
 size_t http_pss_size(void) { return sizeof(http_pss); }
 
@@ -54,35 +65,97 @@ int http_authorized(const server *srv, struct lws *wsi)
     return v && same_secret(v, token);
 }
 
-/* Writes the headers now and keeps the body (taken) for HTTP_WRITEABLE. */
+/* Keeps a copy of the response to be written when the connection is writeable. */
 static int respond(struct lws *wsi, http_pss *p, unsigned status, const char *ctype, const char *body, size_t len)
 {
-    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *pp = start, *end = hdr + sizeof hdr - 1;
+    free(p->body);
     p->body = malloc(LWS_PRE + len + 1);
     if (!p->body)
         return -1;
     memcpy(p->body + LWS_PRE, body, len);
     p->len = len;
-    if (lws_add_http_common_headers(wsi, status, ctype, len, &pp, end))
+    p->sent = 0;
+    p->status = status;
+    p->ctype = ctype;
+    p->headers_pending = 1;
+    if (!p->hold_until_body_end)
+        lws_callback_on_writable(wsi);
+    return 0;
+}
+
+void http_respond_later(struct lws *wsi, unsigned status, const char *ctype, char *body, size_t len)
+{
+    http_pss *p = lws_wsi_user(wsi);
+    if (!p || respond(wsi, p, status, ctype, body ? body : "", body ? len : 0) != 0)
+        lws_set_timeout(wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC); /* out of memory: hang up */
+    free(body);
+}
+
+static int write_headers(struct lws *wsi, http_pss *p)
+{
+    unsigned char hdr[LWS_PRE + 1024], *start = hdr + LWS_PRE, *pp = start, *end = hdr + sizeof hdr - 1;
+    if (lws_add_http_common_headers(wsi, p->status, p->ctype, p->len, &pp, end))
         return -1;
-    if (status == HTTP_STATUS_UNAUTHORIZED &&
+    if (p->status == HTTP_STATUS_UNAUTHORIZED &&
         lws_add_http_header_by_name(wsi, (const unsigned char *)"www-authenticate:", (const unsigned char *)"Bearer",
                                     6, &pp, end))
+        return -1;
+    if (p->status == HTTP_STATUS_SERVICE_UNAVAILABLE &&
+        lws_add_http_header_by_name(wsi, (const unsigned char *)"retry-after:", (const unsigned char *)"5", 1, &pp,
+                                    end))
         return -1;
     if (lws_add_http_header_by_name(wsi, (const unsigned char *)"cache-control:", (const unsigned char *)"no-store", 8,
                                     &pp, end))
         return -1;
-    if (lws_finalize_write_http_header(wsi, start, &pp, end))
+    return lws_finalize_write_http_header(wsi, start, &pp, end) ? -1 : 0;
+}
+
+/* Writes the headers or the next piece of the body. Returns -1 to close the connection. */
+static int write_response(struct lws *wsi, http_pss *p)
+{
+    if (p->headers_pending) {
+        if (write_headers(wsi, p))
+            return -1;
+        p->headers_pending = 0;
+        if (p->len > 0) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    } else {
+        size_t n = p->len - p->sent < WRITE_PIECE ? p->len - p->sent : WRITE_PIECE;
+        int last = p->sent + n == p->len;
+        /* the bytes before this piece (already sent, or the headroom) serve as its LWS_PRE */
+        if (lws_write(wsi, p->body + LWS_PRE + p->sent, n, last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) < (int)n)
+            return -1;
+        p->sent += n;
+        if (!last) {
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+    }
+    free(p->body);
+    p->body = NULL;
+    if (p->job) { /* its answer is written: the job can go */
+        file_job_detach(p->job);
+        p->job = NULL;
+    }
+    if (p->close_after || lws_http_transaction_completed(wsi))
         return -1;
-    lws_callback_on_writable(wsi);
     return 0;
 }
 
 static int respond_json_error(struct lws *wsi, http_pss *p, unsigned status, const char *code, const char *msg)
 {
-    char body[512];
-    int n = snprintf(body, sizeof body, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}\n", code, msg);
-    return respond(wsi, p, status, "application/json", body, (size_t)n);
+    cJSON *root = cJSON_CreateObject(), *e = cJSON_AddObjectToObject(root, "error");
+    cJSON_AddStringToObject(e, "code", code);
+    cJSON_AddStringToObject(e, "message", msg);
+    char *body = cJSON_PrintUnformatted(root);
+    cJSON_Delete(root);
+    if (!body)
+        return -1;
+    int rc = respond(wsi, p, status, "application/json", body, strlen(body));
+    free(body);
+    return rc;
 }
 
 static char *models_json(const server *srv)
@@ -166,8 +239,20 @@ static int on_request(server *srv, struct lws *wsi, http_pss *p, const char *uri
                                   "send Authorization: Bearer TOKEN or ?token=TOKEN");
     }
     if (strcmp(uri, "/v1/audio/transcriptions") == 0) {
-        p->close_after = 1; /* the request body is not read */
-        return respond_json_error(wsi, p, 501, "not_implemented", "file transcription is not implemented yet");
+        if (!post) {
+            p->close_after = 1;
+            return respond_json_error(wsi, p, HTTP_STATUS_METHOD_NOT_ALLOWED, "method_not_allowed", "use POST");
+        }
+        unsigned status = 0;
+        const char *code = "internal";
+        char why[256] = "";
+        p->job = file_job_begin(srv, wsi, &status, &code, why, sizeof why);
+        if (!p->job) {
+            p->close_after = 1; /* the body is not read */
+            metrics_error(code);
+            return respond_json_error(wsi, p, status, code, why);
+        }
+        return 0; /* the body follows (LWS_CALLBACK_HTTP_BODY) */
     }
     if (post) {
         p->close_after = 1;
@@ -220,28 +305,44 @@ int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user,
         return http_confirm_upgrade(srv, wsi);
     case LWS_CALLBACK_HTTP:
         return on_request(srv, wsi, p, (const char *)in) ? -1 : 0;
-    case LWS_CALLBACK_HTTP_WRITEABLE: {
+    case LWS_CALLBACK_HTTP_WRITEABLE:
         if (!p || !p->body)
             break;
-        int n = lws_write(wsi, p->body + LWS_PRE, p->len, LWS_WRITE_HTTP_FINAL);
-        free(p->body);
-        p->body = NULL;
-        if (n < (int)p->len || p->close_after)
-            return -1;
-        if (lws_http_transaction_completed(wsi))
-            return -1;
+        return write_response(wsi, p);
+    case LWS_CALLBACK_HTTP_BODY:
+    case LWS_CALLBACK_HTTP_BODY_COMPLETION: {
+        if (p && reason == LWS_CALLBACK_HTTP_BODY_COMPLETION && p->hold_until_body_end) {
+            p->hold_until_body_end = 0;
+            lws_callback_on_writable(wsi);
+            return 0;
+        }
+        if (!p || !p->job)
+            return 0; /* bodies of other requests are read and dropped */
+        unsigned status = 0;
+        const char *code = "internal";
+        char why[256] = "";
+        int rc = reason == LWS_CALLBACK_HTTP_BODY
+                     ? file_job_body(p->job, in, len, &status, &code, why, sizeof why)
+                     : file_job_body_done(p->job, &status, &code, why, sizeof why);
+        if (rc != 0) {
+            /* Answered once the body is read, so that the client, still sending, sees the
+               answer rather than a reset connection. The rest of the body is dropped. */
+            file_job_detach(p->job);
+            p->job = NULL;
+            p->hold_until_body_end = reason == LWS_CALLBACK_HTTP_BODY;
+            metrics_error(code);
+            return respond_json_error(wsi, p, status, code, why) ? -1 : 0;
+        }
         return 0;
     }
-    case LWS_CALLBACK_HTTP_BODY: /* request bodies are not used yet: read and dropped */
-        return 0;
-    case LWS_CALLBACK_HTTP_BODY_COMPLETION:
-        if (p && p->body)
-            lws_callback_on_writable(wsi);
-        return 0;
     case LWS_CALLBACK_CLOSED_HTTP:
         if (p) {
             free(p->body);
             p->body = NULL;
+            if (p->job) {
+                file_job_detach(p->job);
+                p->job = NULL;
+            }
         }
         break;
     default:

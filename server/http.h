@@ -13,6 +13,10 @@
 int http_callback(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len);
 size_t http_pss_size(void);
 
+/* Answers a request whose response was deferred (a file job): status, content type and body
+   (malloc'd, taken; may be NULL for an empty body), written when the connection is writeable. */
+void http_respond_later(struct lws *wsi, unsigned status, const char *ctype, char *body, size_t len);
+
 /* Whether the request carries the token (always true without --auth-token). */
 int http_authorized(const server *srv, struct lws *wsi);
 

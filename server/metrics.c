@@ -30,6 +30,7 @@ static const double latency_le[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1,
 static struct {
     pthread_mutex_t mu;
     unsigned long long sessions_total;
+    unsigned long long file_jobs_total;
     double audio_in_s;
     double step_s, step_audio_s;
     int queue_depth;
@@ -69,6 +70,13 @@ void metrics_session_opened(void)
 {
     pthread_mutex_lock(&M.mu);
     M.sessions_total++;
+    pthread_mutex_unlock(&M.mu);
+}
+
+void metrics_file_job(void)
+{
+    pthread_mutex_lock(&M.mu);
+    M.file_jobs_total++;
     pthread_mutex_unlock(&M.mu);
 }
 
@@ -177,6 +185,8 @@ char *metrics_render(int sessions_open, int max_sessions, int draining)
             "earshot_draining %d\n", draining);
     out(&b, "# HELP earshot_sessions_total Sessions opened since start.\n# TYPE earshot_sessions_total counter\n"
             "earshot_sessions_total %llu\n", M.sessions_total);
+    out(&b, "# HELP earshot_file_jobs_total File transcriptions (POST /v1/audio/transcriptions) started.\n"
+            "# TYPE earshot_file_jobs_total counter\nearshot_file_jobs_total %llu\n", M.file_jobs_total);
     out(&b, "# HELP earshot_audio_seconds_in_total Seconds of audio received.\n"
             "# TYPE earshot_audio_seconds_in_total counter\nearshot_audio_seconds_in_total %.3f\n", M.audio_in_s);
     out(&b, "# HELP earshot_audio_seconds_encoded_total Seconds of audio encoded by engine steps.\n"

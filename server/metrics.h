@@ -11,6 +11,7 @@
 void metrics_init(void);
 
 void metrics_session_opened(void);  /* a WebSocket session began (sessions_total) */
+void metrics_file_job(void);        /* a file transcription began (file_jobs_total) */
 void metrics_audio_in(double seconds);  /* 16 kHz audio received from clients */
 void metrics_error(const char *code);   /* an error message sent, by its stable code */
 void metrics_queue_depth(int n);        /* ready streams waiting for a step, plus queued commands */

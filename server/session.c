@@ -18,6 +18,7 @@
 #include "session.h"
 
 #include "audio_in.h"
+#include "file_job.h"
 #include "http.h"
 #include "metrics.h"
 #include "protocol.h"
@@ -388,9 +389,12 @@ void session_take_results(server *srv)
         session *s = find(srv, m->session);
         if (s)
             deliver(s, m);
+        else
+            file_job_deliver(srv, m);
         out_msg_free(m);
         m = next;
     }
+    file_job_poll(srv);
 }
 
 /* ---- draining and the housekeeping timer ---- */

@@ -31,9 +31,12 @@ typedef struct {
     size_t max_message_bytes;
     int idle_timeout_s;
     int drain_timeout_s;
+    size_t max_upload_bytes; /* POST /v1/audio/transcriptions */
+    int max_file_jobs;       /* file transcriptions at once */
 } server_opts;
 
 struct session;
+struct file_job;
 
 typedef struct {
     const server_opts *opts;
@@ -42,6 +45,7 @@ typedef struct {
     struct lws_context *ctx;
     struct session *sessions; /* every open WebSocket session */
     int n_sessions;           /* counted against --max-sessions */
+    struct file_job *file_jobs; /* POST /v1/audio/transcriptions in progress (file_job.h) */
     int draining;             /* SIGTERM: no new sessions, open ones are ending */
     uint64_t next_id;
     lws_sorted_usec_list_t timer;
