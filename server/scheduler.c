@@ -243,7 +243,7 @@ static void open_job(sched *s, const cmd *c)
     if (j)
         j->st = es_stream_create(s->e, &sp, err, sizeof err);
     if (j && j->st)
-        j->seg = segmenter_create(s->e, op->endpointing_ms, s->p.max_segment_s);
+        j->seg = segmenter_create(s->e, op->endpointing_ms, s->p.max_segment_s, op->defer_endpoints);
     if (!j || !j->st || !j->seg) {
         int full = es_engine_streams_in_use(s->e) >= es_engine_max_streams(s->e);
         post_error(s, c->id, full ? ERR_OVER_CAPACITY : ERR_INTERNAL,

@@ -57,6 +57,7 @@ typedef struct {
     int endpointing_ms;
     int interim_results, word_timestamps;
     int priority;          /* 0 live session, 1 file job (served after live ones) */
+    int defer_endpoints;   /* segmenter_create's: finals wait for the next word (file jobs) */
 } sched_open_params;
 
 typedef struct {

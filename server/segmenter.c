@@ -7,8 +7,9 @@
  *
  * Cut points are found from the tokens themselves, not from when update happened to be called:
  *   - endpoint: a gap of at least endpointing_ms between two tokens (frames with no token in
- *     between, as the decoder saw them), or after the last token when the decoder has gone
- *     that far past it without a new one;
+ *     between, as the decoder saw them) when the token after it begins a word, or after the
+ *     last token when the decoder has gone that far past it without a new one (unless
+ *     defer_endpoints: then only the first kind);
  *   - maximum length: the first token at least max_segment_s after the segment's first token
  *     that begins a new word (so no word is split between two segments).
  * So the same audio gives the same segments whatever the chunk size or the batching, except
@@ -19,11 +20,12 @@
  * Texts: a segment's text is es_engine_tokens_text of its tokens. SentencePiece drops the
  * leading word mark of a text, so when a segment begins with a word-starting token, its text
  * is exactly the continuation of the previous one after a single space, and finals joined with
- * single spaces give es_stream_text. A maximum-length cut checks that directly. An endpoint
- * cannot wait to see whether the next token starts a word (the final is due when the silence
- * is long enough, before any next token exists); a trained model starts a new word after a
- * pause, but a model that continues a word across a long silence (the random-weight test
- * models do) gets a space there that es_stream_text does not have. finalize cuts where the
+ * single spaces give es_stream_text. A maximum-length cut and an endpoint between two tokens
+ * check that directly. An endpoint after the last token cannot wait to see whether the next
+ * token starts a word (the final is due when the silence is long enough, before any next token
+ * exists); a trained model starts a new word after a pause, but a model that continues a word
+ * across a long silence (the random-weight test models do) gets a space there that
+ * es_stream_text does not have. File jobs defer endpoints, so theirs never do. finalize cuts where the
  * client asks, inside a word if need be. Segments whose tokens render no text at all are
  * dropped silently (no final with empty text), without consuming a segment index.
  */
@@ -36,13 +38,14 @@ struct segmenter {
     const es_engine *e;
     int endpointing_ms;   /* 0: off */
     double max_segment_s; /* <= 0: off */
+    int defer_endpoints;  /* cut at an endpoint only when the next token is there */
     double fs;            /* seconds per encoder frame */
     int start;            /* index of the open segment's first token */
     int segment;          /* index of the open segment */
     char *last_partial;   /* text of the last partial of the open segment ("" after a final) */
 };
 
-segmenter *segmenter_create(const es_engine *e, int endpointing_ms, double max_segment_s)
+segmenter *segmenter_create(const es_engine *e, int endpointing_ms, double max_segment_s, int defer_endpoints)
 {
     segmenter *s = calloc(1, sizeof *s);
     if (!s)
@@ -50,6 +53,7 @@ segmenter *segmenter_create(const es_engine *e, int endpointing_ms, double max_s
     s->e = e;
     s->endpointing_ms = endpointing_ms > 0 ? endpointing_ms : 0;
     s->max_segment_s = max_segment_s > 0 ? max_segment_s : 0;
+    s->defer_endpoints = defer_endpoints;
     s->fs = es_engine_frame_seconds(e);
     s->last_partial = calloc(1, 1);
     if (!s->last_partial) {
@@ -112,14 +116,14 @@ static int find_cut(const segmenter *s, const es_token *t, int n, int frames)
         return -1;
     double first = t[s->start].frame * s->fs;
     for (int k = s->start + 1; k < n; k++) {
-        if (long_gap(s, t[k].frame - t[k - 1].frame - 1))
+        if (long_gap(s, t[k].frame - t[k - 1].frame - 1) && clean_cut(s, t, s->start, k))
             return k;
         /* not between two tokens of one frame (RNNT), so segment times never overlap */
         if (s->max_segment_s > 0 && t[k].frame > t[k - 1].frame && t[k].frame * s->fs - first >= s->max_segment_s &&
             clean_cut(s, t, s->start, k))
             return k;
     }
-    if (long_gap(s, frames - t[n - 1].frame - 1))
+    if (!s->defer_endpoints && long_gap(s, frames - t[n - 1].frame - 1))
         return n;
     return -1;
 }

@@ -25,7 +25,10 @@ typedef struct {
 
 typedef struct segmenter segmenter;
 
-segmenter *segmenter_create(const es_engine *e, int endpointing_ms, double max_segment_s);
+/* defer_endpoints: an endpoint closes the segment only once the next token is decoded and
+   begins a word (or at close), never on silence alone. For file jobs, where nobody waits for
+   the final: the segments' words are then exactly the stream's words. */
+segmenter *segmenter_create(const es_engine *e, int endpointing_ms, double max_segment_s, int defer_endpoints);
 void segmenter_free(segmenter *s);
 /* After a step: looks at the tokens and frames decoded so far and returns at most one final
    (when an endpoint was reached) followed by at most one partial (when the open segment's text

@@ -363,6 +363,13 @@ static int transcribe_file(const context *c, const char *path, int multi)
                 nw = 0;
                 words = NULL;
             }
+            /* The encoder's last frame is padded past the audio; times stop where the file
+               does (as the server's do). */
+            double limit = af_seconds_read(r);
+            for (int i = 0; i < nw; i++) {
+                words[i].start = words[i].start > limit ? limit : words[i].start;
+                words[i].end = words[i].end > limit ? limit : words[i].end;
+            }
         }
         text = es_stream_text(s);
         if (!text && nt > 0 && !failed) {
