@@ -259,7 +259,8 @@ static int on_request(server *srv, struct lws *wsi, http_pss *p, const char *uri
         return respond_json_error(wsi, p, HTTP_STATUS_METHOD_NOT_ALLOWED, "method_not_allowed", "use GET");
     }
     if (strcmp(uri, "/metrics") == 0) {
-        char *body = metrics_render(srv->n_sessions, srv->opts->max_sessions, srv->draining);
+        char *body = metrics_render(srv->n_sessions, srv->opts->max_sessions, srv->draining,
+                                    session_queued_bytes(srv));
         if (!body)
             return -1;
         int rc = respond(wsi, p, HTTP_STATUS_OK, "text/plain; version=0.0.4; charset=utf-8", body, strlen(body));

@@ -58,6 +58,8 @@ static void usage(FILE *f)
             "  --max-message-bytes N    largest client message (default 1048576)\n"
             "  --idle-timeout-s N       close sessions silent this long, 0 = never (default 30)\n"
             "  --drain-timeout-s N      on SIGTERM, wait this long for sessions to finish (default 30)\n"
+            "  --max-send-queue-kb N    a session's unsent messages at most; beyond, slow_reader (default 8192)\n"
+            "  --socket-sndbuf-kb N     kernel send buffer per session socket, 0 = autotuned (default 0)\n"
             "  --max-upload-mb N        largest file for POST /v1/audio/transcriptions (default 512)\n"
             "  --max-file-jobs N        file transcriptions at once; beyond it 503 (default 4)\n"
             "  --web-root DIR           folder served at / (default: the source tree's clients/web)\n"
@@ -99,7 +101,7 @@ static int parse_log_level(const char *s, int *level)
 static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
 {
     enum { O_MODEL = 256, O_HOST, O_PORT, O_BACKEND, O_THREADS, O_MAXS, O_MAXB, O_WIN, O_AUTH, O_CERT, O_KEY,
-           O_LOG, O_MSG, O_IDLE, O_DRAIN, O_WEB, O_UPLOAD, O_FILEJOBS, O_HELP };
+           O_LOG, O_MSG, O_IDLE, O_DRAIN, O_WEB, O_UPLOAD, O_FILEJOBS, O_SENDQ, O_SNDBUF, O_HELP };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL},          {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},            {"backend", required_argument, 0, O_BACKEND},
@@ -110,6 +112,7 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
         {"max-message-bytes", required_argument, 0, O_MSG}, {"idle-timeout-s", required_argument, 0, O_IDLE},
         {"drain-timeout-s", required_argument, 0, O_DRAIN}, {"web-root", required_argument, 0, O_WEB},
         {"max-upload-mb", required_argument, 0, O_UPLOAD}, {"max-file-jobs", required_argument, 0, O_FILEJOBS},
+        {"max-send-queue-kb", required_argument, 0, O_SENDQ}, {"socket-sndbuf-kb", required_argument, 0, O_SNDBUF},
         {"help", no_argument, 0, O_HELP},                  {0, 0, 0, 0}};
     int c, bytes, bad = 0;
     opterr = 0;
@@ -129,6 +132,14 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
             o->max_upload_bytes = (size_t)bytes << 20;
             break;
         case O_FILEJOBS: bad = parse_int("--max-file-jobs", optarg, 1, 1024, &o->max_file_jobs); break;
+        case O_SENDQ:
+            bad = parse_int("--max-send-queue-kb", optarg, 1, 1 << 22, &bytes);
+            o->max_send_queue_bytes = (size_t)bytes << 10;
+            break;
+        case O_SNDBUF:
+            bad = parse_int("--socket-sndbuf-kb", optarg, 0, 1 << 20, &bytes);
+            o->socket_sndbuf_bytes = bytes << 10;
+            break;
         case O_MSG:
             bad = parse_int("--max-message-bytes", optarg, 1024, INT_MAX, &bytes);
             o->max_message_bytes = (size_t)bytes;
@@ -183,7 +194,8 @@ int main(int argc, char **argv)
     server_opts o = {.model = getenv("EARSHOT_MODEL"), .host = "127.0.0.1", .port = 8080,
                      .backend = ES_BACKEND_CPU, .max_sessions = 64, .max_batch = 32, .batch_window_ms = 5,
                      .web_root = EARSHOT_WEB_DIR, .max_message_bytes = 1 << 20, .idle_timeout_s = 30,
-                     .drain_timeout_s = 30, .max_upload_bytes = (size_t)512 << 20, .max_file_jobs = 4};
+                     .drain_timeout_s = 30, .max_upload_bytes = (size_t)512 << 20, .max_file_jobs = 4,
+                     .max_send_queue_bytes = (size_t)8 << 20};
     int log_level = LLL_ERR | LLL_WARN | LLL_USER;
     if (parse_args(argc, argv, &o, &log_level) != 0) {
         fprintf(stderr, "Try 'earshot-server --help'.\n");

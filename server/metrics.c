@@ -173,7 +173,7 @@ static void hist_out(sbuf *b, const char *name, const char *help, const histogra
         h->total);
 }
 
-char *metrics_render(int sessions_open, int max_sessions, int draining)
+char *metrics_render(int sessions_open, int max_sessions, int draining, size_t send_queue_bytes)
 {
     sbuf b = {0};
     pthread_mutex_lock(&M.mu);
@@ -183,6 +183,8 @@ char *metrics_render(int sessions_open, int max_sessions, int draining)
             "earshot_sessions_max %d\n", max_sessions);
     out(&b, "# HELP earshot_draining 1 while the server shuts down.\n# TYPE earshot_draining gauge\n"
             "earshot_draining %d\n", draining);
+    out(&b, "# HELP earshot_send_queue_bytes Messages waiting to be sent to clients, in bytes.\n"
+            "# TYPE earshot_send_queue_bytes gauge\nearshot_send_queue_bytes %zu\n", send_queue_bytes);
     out(&b, "# HELP earshot_sessions_total Sessions opened since start.\n# TYPE earshot_sessions_total counter\n"
             "earshot_sessions_total %llu\n", M.sessions_total);
     out(&b, "# HELP earshot_file_jobs_total File transcriptions (POST /v1/audio/transcriptions) started.\n"

@@ -23,6 +23,6 @@ void metrics_result_latency(double seconds);
 void metrics_behind(int delta);
 
 /* The whole exposition as a malloc'd string (NULL when out of memory). */
-char *metrics_render(int sessions_open, int max_sessions, int draining);
+char *metrics_render(int sessions_open, int max_sessions, int draining, size_t send_queue_bytes);
 
 #endif

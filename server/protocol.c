@@ -40,6 +40,7 @@ const char *error_code_name(error_code c)
     case ERR_OVER_CAPACITY: return "over_capacity";
     case ERR_UNAUTHORIZED: return "unauthorized";
     case ERR_TIMEOUT: return "idle_timeout";
+    case ERR_SLOW_READER: return "slow_reader";
     case ERR_INTERNAL: return "internal";
     }
     return "internal"; /* an out-of-range value is a bug on our side */
@@ -59,7 +60,8 @@ int error_close_code(error_code c)
     case ERR_UNSUPPORTED:
     case ERR_BAD_AUDIO:
     case ERR_UNAUTHORIZED:
-    case ERR_TIMEOUT: return 1008;
+    case ERR_TIMEOUT:
+    case ERR_SLOW_READER: return 1008;
     }
     return 1011;
 }

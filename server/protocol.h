@@ -37,6 +37,7 @@ typedef enum {
     ERR_OVER_CAPACITY,     /* "over_capacity", 1013 */
     ERR_UNAUTHORIZED,      /* "unauthorized", 1008 (HTTP 401 before the upgrade) */
     ERR_TIMEOUT,           /* "idle_timeout", 1008 */
+    ERR_SLOW_READER,       /* "slow_reader", 1008: the client lets the server's messages pile up */
     ERR_INTERNAL           /* "internal", 1011 */
 } error_code;
 

@@ -24,13 +24,13 @@
 #include "protocol.h"
 
 #include <stdio.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #define QUEUE_SOFT 8                  /* beyond this many queued messages, old partials go */
 #define QUEUE_MAX_FINALS 256          /* beyond this many unsent finals the client is closed */
-#define QUEUE_MAX_BYTES (8u << 20)
 #define BACKLOG_HIGH_S 20.0           /* audio posted but not encoded: stop reading above this */
 #define BACKLOG_LOW_S 5.0             /* ... and read again below this */
 #define TIMER_US (250 * LWS_US_PER_MS)
@@ -76,6 +76,14 @@ static double now_s(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+size_t session_queued_bytes(const server *srv)
+{
+    size_t n = 0;
+    for (const session *s = srv->sessions; s; s = s->next)
+        n += s->q_bytes;
+    return n;
 }
 
 int server_full(const server *srv)
@@ -359,9 +367,11 @@ static void deliver(session *s, out_msg *m)
     case OUT_FINAL:
         enqueue(s, m->json, m->kind == OUT_PARTIAL, m->kind == OUT_FINAL);
         m->json = NULL;
-        if (s->q_finals > QUEUE_MAX_FINALS || s->q_bytes > QUEUE_MAX_BYTES) {
+        if (s->q_finals > QUEUE_MAX_FINALS || s->q_bytes > s->srv->opts->max_send_queue_bytes) {
+            /* The error goes out if the client ever reads again; if it does not, the
+               connection is cut after 5 s instead of waiting for the close handshake. */
             queue_clear(s);
-            fail(s, ERR_INTERNAL, "the client does not read its messages");
+            fail(s, ERR_SLOW_READER, "the client does not read its messages");
             lws_set_timeout(s->wsi, PENDING_TIMEOUT_USER_OK, 5);
         }
         break;
@@ -451,6 +461,11 @@ static void established(server *srv, session *s, struct lws *wsi)
     }
     s->counted = 1;
     srv->n_sessions++;
+    /* A fixed kernel buffer bounds what a client that stops reading holds in the kernel; past
+       it, our own bounded queue (max_send_queue_bytes) decides. */
+    int sndbuf = srv->opts->socket_sndbuf_bytes;
+    if (sndbuf > 0 && setsockopt(lws_get_socket_fd(wsi), SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf) != 0)
+        lwsl_warn("session %s: cannot set SO_SNDBUF\n", s->sid);
 }
 
 static void closed(server *srv, session *s)

@@ -33,6 +33,8 @@ typedef struct {
     int drain_timeout_s;
     size_t max_upload_bytes; /* POST /v1/audio/transcriptions */
     int max_file_jobs;       /* file transcriptions at once */
+    size_t max_send_queue_bytes; /* a session's unsent messages at most (slow_reader beyond) */
+    int socket_sndbuf_bytes;     /* SO_SNDBUF of session sockets; 0: the kernel's autotuning */
 } server_opts;
 
 struct session;
@@ -61,6 +63,9 @@ void session_start_timer(server *srv);
 void session_take_results(server *srv);
 /* SIGTERM: stop accepting; every started session is flushed, gets its finals and closes 1000. */
 void session_drain(server *srv);
+
+/* Bytes of messages waiting to be sent, over all sessions (a gauge in /metrics). */
+size_t session_queued_bytes(const server *srv);
 
 /* Whether a new session would be refused (at --max-sessions, or draining). */
 int server_full(const server *srv);

@@ -272,6 +272,7 @@ static void test_codes(void)
                 {ERR_OVER_CAPACITY, "over_capacity", 1013},
                 {ERR_UNAUTHORIZED, "unauthorized", 1008},
                 {ERR_TIMEOUT, "idle_timeout", 1008},
+                {ERR_SLOW_READER, "slow_reader", 1008},
                 {ERR_INTERNAL, "internal", 1011}};
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
         CHECK(!strcmp(error_code_name(want[i].c), want[i].name), "name of %d: %s", (int)want[i].c,

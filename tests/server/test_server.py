@@ -258,6 +258,99 @@ def check_behind(port, pcm):
           counted and float(counted[0].split()[-1]) >= 1 and now and float(now[0].split()[-1]) == 0, (counted, now))
 
 
+def small_rcvbuf_ws(port, start):
+    """A WebSocket whose socket has a 4 KB receive buffer, so a client that does not read fills
+    up quickly; started with `start`, the ready message read."""
+    orig = socket.create_connection
+
+    def connect(addr, timeout=None):
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.settimeout(timeout)
+        s.connect(addr)
+        return s
+    socket.create_connection = connect
+    try:
+        ws = WS(port)
+    finally:
+        socket.create_connection = orig
+    ws.send_text(start)
+    ws.recv()
+    return ws
+
+
+def metric(port, name):
+    st, body = http_get(port, "/metrics")
+    for line in body.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return None
+
+
+def check_slow_readers(binary, model, pcm):
+    """Clients that stop reading, against servers with a 4 KB socket send buffer. The model is
+    one whose random weights write a lot (ctc_tiny), so messages pile up within seconds."""
+    start = {"type": "start", "chunk_ms": 80, "endpointing_ms": 160}
+    long_pcm = pcm * 40
+    ref_ready, ref, _ = None, None, None
+    srv = Server(binary, model, "--socket-sndbuf-kb", "4", "--max-send-queue-kb", "4")
+    try:
+        _, ref, code = stream(srv.port, pcm, 80, "ctc", extra={"endpointing_ms": 160})
+        # A reader that never reads, beside a healthy session.
+        ws = small_rcvbuf_ws(srv.port, start)
+        healthy = {}
+        t = threading.Thread(target=lambda: healthy.update(r=stream(srv.port, pcm, 80, "ctc", pace=0.005,
+                                                                    extra={"endpointing_ms": 160})))
+        t.start()
+        peak = 0
+        try:
+            for i in range(0, len(long_pcm), 32000):
+                ws.send_binary(long_pcm[i:i + 32000])
+                if i % (32000 * 20) == 0:
+                    peak = max(peak, metric(srv.port, "earshot_send_queue_bytes") or 0)
+        except OSError:
+            pass  # the server closed it
+        for _ in range(50):
+            peak = max(peak, metric(srv.port, "earshot_send_queue_bytes") or 0)
+            if metric(srv.port, 'earshot_errors_total{code="slow_reader"}'):
+                break
+            time.sleep(0.1)
+        t.join()
+        try:
+            msgs, code = collect(ws)
+        except (EOFError, OSError) as e:
+            msgs, code = [], repr(e)
+        check("never-reading client: closed with slow_reader and 1008 (or cut), counted in /metrics",
+              metric(srv.port, 'earshot_errors_total{code="slow_reader"}') == 1
+              and ((msgs and msgs[-1].get("code") == "slow_reader" and code == 1008) or not msgs),
+              (msgs[-1:], code))
+        check("never-reading client: the server's queue for it stays under --max-send-queue-kb (peak %d B)" % peak,
+              peak <= 4096 + 2048, peak)
+        _, hmsgs, hcode = healthy["r"]
+        check("a session beside the never-reading one: its exact finals",
+              finals_text(hmsgs) == finals_text(ref) and hcode == 1000, (finals_text(hmsgs), finals_text(ref)))
+    finally:
+        srv.stop()
+    # A client that stops reading for a while and then reads: every final arrives, partials
+    # that waited behind newer ones were dropped.
+    srv = Server(binary, model, "--socket-sndbuf-kb", "4")
+    try:
+        _, ref, _ = stream(srv.port, pcm * 8, 80, "ctc", extra={"endpointing_ms": 160})
+        ws = small_rcvbuf_ws(srv.port, start)
+        for i in range(0, len(pcm) * 8, 32000):
+            ws.send_binary((pcm * 8)[i:i + 32000])
+        ws.send_text({"type": "end"})
+        time.sleep(3)
+        msgs, code = collect(ws)
+        n_ref = sum(m["type"] == "partial" for m in ref)
+        n_got = sum(m["type"] == "partial" for m in msgs)
+        check("late reader: every final (%d), fewer partials (%d of %d), close 1000"
+              % (sum(m["type"] == "final" for m in msgs), n_got, n_ref),
+              finals_text(msgs) == finals_text(ref) and code == 1000 and n_got < n_ref, (finals_text(msgs)[:200], code))
+    finally:
+        srv.stop()
+
+
 def main():
     global TMP
     ap = argparse.ArgumentParser()
@@ -265,6 +358,7 @@ def main():
     ap.add_argument("--model", required=True)
     ap.add_argument("--case", required=True)
     ap.add_argument("--opus-tool", help="tests/server/opus_packets binary: enables the Opus check")
+    ap.add_argument("--chatty-model", help="a model that writes a lot (ctc_tiny): enables the slow-reader checks")
     a = ap.parse_args()
     TMP = tempfile.mkdtemp(prefix="test_server.")
     man = json.load(open(os.path.join(a.case, "manifest.json")))
@@ -291,6 +385,8 @@ def main():
         if a.opus_tool:
             check_opus(srv.port, a.opus_tool, os.path.join(a.case, "audio.wav"))
         check_behind(srv.port, pcm)
+        if a.chatty_model:
+            check_slow_readers(a.server, a.chatty_model, pcm)
 
         # golden text, each decoder, two look-aheads
         for chunk_ms, att, texts in modes[:2] + modes[2:][-1:]:
