@@ -6,6 +6,7 @@ PACKAGES=(
   libopenblas-dev libcjson-dev libsndfile1-dev libsamplerate0-dev libwebsockets-dev libopus-dev
   python3 python3-yaml
   sox libsox-fmt-all
+  clang-14 libclang-rt-14-dev libomp-14-dev
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -15,3 +15,10 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DEARSHOT_SANITIZE=ON -DEARSHO
 cmake --build build-asan -j "$jobs"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir build-asan --output-on-failure -j "$jobs"
+
+# libFuzzer targets (tests/fuzz), built with clang, each run for EARSHOT_FUZZ_SECONDS (default
+# 60) from its seed corpus; any crash, leak or sanitizer report fails.
+CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEARSHOT_FUZZ=ON \
+  -DEARSHOT_FUZZ_SECONDS="${EARSHOT_FUZZ_SECONDS:-60}" -DEARSHOT_GOLDEN_DIR="$golden"
+cmake --build build-fuzz -j "$jobs" --target fuzz_protocol fuzz_audio_in fuzz_audio_file fuzz_model_header
+ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -R '^fuzz_|^convert_golden_models$'

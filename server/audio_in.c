@@ -186,6 +186,10 @@ static int emit(audio_in *a, const float *x, long n, int end_of_input)
         int rc = src_process(a->src, &d);
         if (rc != 0)
             return -1;
+        /* A sinc filter rings past full scale on clipped input (found by fuzz_audio_in);
+           the engine is promised samples in [-1, 1]. */
+        for (long i = 0; i < d.output_frames_gen; i++)
+            d.data_out[i] = d.data_out[i] > 1.0f ? 1.0f : d.data_out[i] < -1.0f ? -1.0f : d.data_out[i];
         a->out_len += (size_t)d.output_frames_gen;
         x += d.input_frames_used;
         n -= d.input_frames_used;
