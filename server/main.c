@@ -58,6 +58,7 @@ static void usage(FILE *f)
             "  --max-message-bytes N    largest client message (default 1048576)\n"
             "  --idle-timeout-s N       close sessions silent this long, 0 = never (default 30)\n"
             "  --drain-timeout-s N      on SIGTERM, wait this long for sessions to finish (default 30)\n"
+            "  --http-timeout-s N       drop a connection whose handshake or request stalls this long (default 30)\n"
             "  --max-send-queue-kb N    a session's unsent messages at most; beyond, slow_reader (default 8192)\n"
             "  --socket-sndbuf-kb N     kernel send buffer per session socket, 0 = autotuned (default 0)\n"
             "  --max-upload-mb N        largest file for POST /v1/audio/transcriptions (default 512)\n"
@@ -101,7 +102,7 @@ static int parse_log_level(const char *s, int *level)
 static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
 {
     enum { O_MODEL = 256, O_HOST, O_PORT, O_BACKEND, O_THREADS, O_MAXS, O_MAXB, O_WIN, O_AUTH, O_CERT, O_KEY,
-           O_LOG, O_MSG, O_IDLE, O_DRAIN, O_WEB, O_UPLOAD, O_FILEJOBS, O_SENDQ, O_SNDBUF, O_HELP };
+           O_LOG, O_MSG, O_IDLE, O_DRAIN, O_WEB, O_UPLOAD, O_FILEJOBS, O_SENDQ, O_SNDBUF, O_HTTPTO, O_HELP };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL},          {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},            {"backend", required_argument, 0, O_BACKEND},
@@ -112,6 +113,7 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
         {"max-message-bytes", required_argument, 0, O_MSG}, {"idle-timeout-s", required_argument, 0, O_IDLE},
         {"drain-timeout-s", required_argument, 0, O_DRAIN}, {"web-root", required_argument, 0, O_WEB},
         {"max-upload-mb", required_argument, 0, O_UPLOAD}, {"max-file-jobs", required_argument, 0, O_FILEJOBS},
+        {"http-timeout-s", required_argument, 0, O_HTTPTO},
         {"max-send-queue-kb", required_argument, 0, O_SENDQ}, {"socket-sndbuf-kb", required_argument, 0, O_SNDBUF},
         {"help", no_argument, 0, O_HELP},                  {0, 0, 0, 0}};
     int c, bytes, bad = 0;
@@ -136,6 +138,7 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
             bad = parse_int("--max-send-queue-kb", optarg, 1, 1 << 22, &bytes);
             o->max_send_queue_bytes = (size_t)bytes << 10;
             break;
+        case O_HTTPTO: bad = parse_int("--http-timeout-s", optarg, 1, 3600, &o->http_timeout_s); break;
         case O_SNDBUF:
             bad = parse_int("--socket-sndbuf-kb", optarg, 0, 1 << 20, &bytes);
             o->socket_sndbuf_bytes = bytes << 10;
@@ -195,7 +198,7 @@ int main(int argc, char **argv)
                      .backend = ES_BACKEND_CPU, .max_sessions = 64, .max_batch = 32, .batch_window_ms = 5,
                      .web_root = EARSHOT_WEB_DIR, .max_message_bytes = 1 << 20, .idle_timeout_s = 30,
                      .drain_timeout_s = 30, .max_upload_bytes = (size_t)512 << 20, .max_file_jobs = 4,
-                     .max_send_queue_bytes = (size_t)8 << 20};
+                     .max_send_queue_bytes = (size_t)8 << 20, .http_timeout_s = 30};
     int log_level = LLL_ERR | LLL_WARN | LLL_USER;
     if (parse_args(argc, argv, &o, &log_level) != 0) {
         fprintf(stderr, "Try 'earshot-server --help'.\n");
@@ -236,7 +239,7 @@ int main(int argc, char **argv)
     info.user = &srv;
     info.options = LWS_SERVER_OPTION_HTTP_HEADERS_SECURITY_BEST_PRACTICES_ENFORCE | LWS_SERVER_OPTION_VALIDATE_UTF8;
     info.vhost_name = "earshot";
-    info.timeout_secs = 30;
+    info.timeout_secs = (unsigned)o.http_timeout_s; /* slowloris: unfinished handshakes are dropped */
     if (o.tls_cert) {
         info.options |= LWS_SERVER_OPTION_DO_SSL_GLOBAL_INIT;
         info.ssl_cert_filepath = o.tls_cert;

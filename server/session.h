@@ -31,6 +31,7 @@ typedef struct {
     size_t max_message_bytes;
     int idle_timeout_s;
     int drain_timeout_s;
+    int http_timeout_s;      /* an unfinished handshake or request is dropped after this */
     size_t max_upload_bytes; /* POST /v1/audio/transcriptions */
     int max_file_jobs;       /* file transcriptions at once */
     size_t max_send_queue_bytes; /* a session's unsent messages at most (slow_reader beyond) */
