@@ -18,7 +18,13 @@ ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:ha
 
 # libFuzzer targets (tests/fuzz), built with clang, each run for EARSHOT_FUZZ_SECONDS (default
 # 60) from its seed corpus; any crash, leak or sanitizer report fails.
+# The converter's fuzzer needs atheris (PyPI), installed pinned into a venv in the build tree.
+if [ ! -x build-fuzz/pyvenv/bin/python ]; then
+  python3 -m venv build-fuzz/pyvenv
+  build-fuzz/pyvenv/bin/pip install --quiet atheris==2.3.0 pyyaml==6.0.2
+fi
 CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEARSHOT_FUZZ=ON \
-  -DEARSHOT_FUZZ_SECONDS="${EARSHOT_FUZZ_SECONDS:-60}" -DEARSHOT_GOLDEN_DIR="$golden"
+  -DEARSHOT_FUZZ_SECONDS="${EARSHOT_FUZZ_SECONDS:-60}" -DEARSHOT_GOLDEN_DIR="$golden" \
+  -DEARSHOT_FUZZ_PYTHON="$(pwd)/build-fuzz/pyvenv/bin/python"
 cmake --build build-fuzz -j "$jobs" --target fuzz_protocol fuzz_audio_in fuzz_audio_file fuzz_model_header
 ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -R '^fuzz_|^convert_golden_models$'

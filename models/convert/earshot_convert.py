@@ -254,6 +254,9 @@ def load_config(text):
         cfg = yaml.load(text, Loader=_ConfigLoader)
     except yaml.YAMLError as e:
         raise ConvertError("model_config.yaml is not valid YAML: %s" % " ".join(str(e).split()))
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError, RecursionError) as e:
+        # PyYAML fails with these on some malformed documents (found by tests/fuzz/fuzz_convert.py)
+        raise ConvertError("model_config.yaml is not valid YAML (%s: %s)" % (type(e).__name__, e))
     if not isinstance(cfg, dict):
         raise ConvertError("model_config.yaml is not a mapping (got %s)" % type(cfg).__name__)
     return resolve_interpolations(cfg)
@@ -798,7 +801,8 @@ class Checkpoint:
         try:
             self.zip = zipfile.ZipFile(fileobj)
             names = self.zip.namelist()
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError) as e:
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+                NotImplementedError) as e:  # e.g. a zip version zipfile does not read
             raise ConvertError("corrupt checkpoint: %s: %s" % (label, e))
         pkls = [n for n in names if re.fullmatch(r"[^/]+/data\.pkl", n)]
         if len(pkls) != 1:
