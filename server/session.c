@@ -409,21 +409,37 @@ void session_take_results(server *srv)
 
 /* ---- draining and the housekeeping timer ---- */
 
-void session_drain(server *srv)
+/* Audio a client sent before SIGTERM may still be in the socket's buffer (or held there by
+   throttling), so a started session's stream is not ended at once: it is ended once nothing has
+   arrived for DRAIN_QUIET_S, or DRAIN_READ_S after the drain began, and never while throttled
+   (the backlog is encoded first, then the rest is read). */
+#define DRAIN_QUIET_S 0.3
+#define DRAIN_READ_S 1.0
+
+static void drain_sessions(server *srv, double t)
 {
-    srv->draining = 1;
     for (session *s = srv->sessions; s; s = s->next) {
         if (s->state == S_NEW)
             close_normally(s);
-        else if (s->state == S_STARTED)
+        else if (s->state == S_STARTED && !s->throttled &&
+                 (t - s->last_rx >= DRAIN_QUIET_S || t - srv->drain_started >= DRAIN_READ_S))
             end_stream(s);
     }
+}
+
+void session_drain(server *srv)
+{
+    srv->draining = 1;
+    srv->drain_started = now_s();
+    drain_sessions(srv, srv->drain_started);
 }
 
 static void on_timer(lws_sorted_usec_list_t *sul)
 {
     server *srv = lws_container_of(sul, server, timer);
     double t = now_s(), idle = srv->opts->idle_timeout_s;
+    if (srv->draining)
+        drain_sessions(srv, t);
     for (session *s = srv->sessions; s; s = s->next) {
         if ((s->state == S_NEW || s->state == S_STARTED) && !s->throttled && idle > 0 && t - s->last_rx > idle) {
             char why[96];

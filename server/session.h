@@ -50,6 +50,7 @@ typedef struct {
     int n_sessions;           /* counted against --max-sessions */
     struct file_job *file_jobs; /* POST /v1/audio/transcriptions in progress (file_job.h) */
     int draining;             /* SIGTERM: no new sessions, open ones are ending */
+    double drain_started;     /* when (monotonic seconds) */
     uint64_t next_id;
     lws_sorted_usec_list_t timer;
 } server;

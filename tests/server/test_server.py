@@ -561,6 +561,28 @@ def main():
               and all(m["reason"] == "end" for m in msgs if m["type"] == "final"), (finals_text(msgs), code))
         check("SIGTERM: idle started session closed 1000", collect(held[1][0])[1] == 1000)
         check("SIGTERM: server exits 0", rc == 0, rc)
+        # Drain under load: 12 sessions have sent all their audio (no end yet) when SIGTERM
+        # comes; each still gets the finals of all of it, then 1000; the server exits 0.
+        s5 = Server(a.server, a.model)
+        servers.append(s5)
+        audio2 = pcm * 2
+        _, ref, _ = stream(s5.port, audio2, modes[0][0], sd)
+        load = []
+        for _ in range(12):
+            ws = WS(s5.port)
+            ws.send_text({"type": "start", "chunk_ms": modes[0][0], "decoder": sd, "endpointing_ms": 0})
+            ws.recv()
+            for i in range(0, len(audio2), 3200):
+                ws.send_binary(audio2[i:i + 3200])
+            load.append(ws)
+        s5.proc.send_signal(signal.SIGTERM)
+        results = [collect(ws) for ws in load]
+        rc = s5.proc.wait(timeout=30)
+        bad = [(finals_text(m)[:60], c) for m, c in results if finals_text(m) != finals_text(ref) or c != 1000]
+        check("SIGTERM under load: 12 sessions each get the finals of all the audio they sent, close 1000",
+              not bad, bad[:3])
+        check("SIGTERM under load: server exits 0", rc == 0, rc)
+
         srv.proc.send_signal(signal.SIGTERM)
         rc = srv.proc.wait(timeout=30)
         check("main server: exits 0 on SIGTERM with no session open", rc == 0, rc)
