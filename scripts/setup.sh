@@ -7,6 +7,7 @@ PACKAGES=(
   python3 python3-yaml
   sox libsox-fmt-all
   clang-14 libclang-rt-14-dev libomp-14-dev
+  haproxy
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
