@@ -8,6 +8,12 @@ jobs=$(nproc)
 golden=${EARSHOT_GOLDEN_DIR:-$(pwd)/../shared/golden}
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEARSHOT_GOLDEN_DIR="$golden"
+# The browser test drives Debian's chromium with Playwright (PyPI, pinned; its own browser
+# download is never used).
+if [ ! -x build/web-venv/bin/python ]; then
+  python3 -m venv build/web-venv
+  build/web-venv/bin/pip install --quiet playwright==1.48.0
+fi
 cmake --build build -j "$jobs"
 ctest --test-dir build --output-on-failure -j "$jobs"
 

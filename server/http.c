@@ -3,9 +3,10 @@
  *
  * Each request is answered from LWS_CALLBACK_HTTP: the headers are written at once and the
  * body, built in memory, when the connection is writeable (the minimal-http-server-dynamic
- * pattern). Files of the web page are streamed by lws_serve_http_file. With --auth-token every
- * route but /healthz (and the WebSocket upgrade, checked in LWS_CALLBACK_HTTP_CONFIRM_UPGRADE)
- * needs the token as "Authorization: Bearer TOKEN" or "?token=TOKEN".
+ * pattern). Files of the web page are streamed by lws_serve_http_file. With --auth-token the API
+ * (/v1/..., the WebSocket upgrade, checked in LWS_CALLBACK_HTTP_CONFIRM_UPGRADE) and /metrics
+ * need the token as "Authorization: Bearer TOKEN" or "?token=TOKEN"; /healthz and the web
+ * page's files do not.
  */
 #include "http.h"
 
@@ -233,6 +234,10 @@ static int on_request(server *srv, struct lws *wsi, http_pss *p, const char *uri
         return respond(wsi, p, server_full(srv) ? HTTP_STATUS_SERVICE_UNAVAILABLE : HTTP_STATUS_OK,
                        "text/plain; charset=utf-8", body, strlen(body));
     }
+    /* The web page's files hold no secrets, and a browser fetches them (scripts, the audio
+       worklet) without the token: only the API and the metrics need it. */
+    if (!post && strcmp(uri, "/metrics") != 0 && strncmp(uri, "/v1/", 4) != 0)
+        return serve_static(srv, wsi, p, uri);
     if (!http_authorized(srv, wsi)) {
         metrics_error("unauthorized");
         return respond_json_error(wsi, p, HTTP_STATUS_UNAUTHORIZED, "unauthorized",

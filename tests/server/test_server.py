@@ -526,6 +526,8 @@ def main():
         auth = {"Authorization": "Bearer sekrit"}
         check("auth: /healthz needs no token", http_get(s2.port, "/healthz")[0] == 200)
         check("auth: /metrics without token 401", http_get(s2.port, "/metrics")[0] == 401)
+        check("auth: /v1/models without token 401", http_get(s2.port, "/v1/models")[0] == 401)
+        check("auth: the web page needs no token", http_get(s2.port, "/")[0] == 200)
         check("auth: /metrics with Bearer 200", http_get(s2.port, "/metrics", auth)[0] == 200)
         check("auth: /v1/models?token= 200", http_get(s2.port, "/v1/models?token=sekrit")[0] == 200)
         check("auth: upgrade without token 401", WS(s2.port).status == 401)
