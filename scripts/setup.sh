@@ -8,7 +8,7 @@ PACKAGES=(
   sox libsox-fmt-all
   clang-14 libclang-rt-14-dev libomp-14-dev
   haproxy
-  chromium python3-venv
+  chromium python3-venv openssl
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

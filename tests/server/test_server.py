@@ -9,14 +9,19 @@ sessions (batches > 1 in /metrics), end -> finals then close 1000, --max-session
 1013, /healthz 503), bad inputs (their error codes) beside a healthy session, auth (401), and
 SIGTERM (finals, close 1000, exit 0). Prints "N passed, N failed" last; exits 1 on failure.
 """
-import argparse, base64, http.client, json, os, shutil, signal, socket, struct, subprocess, sys, tempfile
+import argparse, base64, http.client, json, os, shutil, signal, socket, ssl, struct, subprocess, sys, tempfile
 import threading, time, wave
 
 # ---- a minimal WebSocket client (RFC 6455) ----
 
 class WS:
-    def __init__(self, port, path="/v1/listen", headers=None, timeout=30):
+    def __init__(self, port, path="/v1/listen", headers=None, timeout=30, tls=False):
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        if tls:  # the test's self-signed certificate: encryption without verification
+            ctx = ssl.create_default_context()
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+            self.sock = ctx.wrap_socket(self.sock, server_hostname="localhost")
         key = base64.b64encode(os.urandom(16)).decode()
         req = ["GET %s HTTP/1.1" % path, "Host: 127.0.0.1:%d" % port, "Upgrade: websocket",
                "Connection: Upgrade", "Sec-WebSocket-Key: " + key, "Sec-WebSocket-Version: 13"]
@@ -279,6 +284,57 @@ def small_rcvbuf_ws(port, start):
     return ws
 
 
+def check_tls(binary, model, pcm, chunk_ms, decoder, want):
+    """--tls-cert/--tls-key with a self-signed certificate made by openssl: https and wss."""
+    openssl = shutil.which("openssl")
+    if not openssl:
+        print("skipped: TLS checks (no openssl)")
+        return
+    cert, key = os.path.join(TMP, "cert.pem"), os.path.join(TMP, "key.pem")
+    subprocess.run([openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", key, "-out", cert], check=True, capture_output=True)
+    port = free_port()
+    log = open(os.path.join(TMP, "server-tls.log"), "w+")
+    proc = subprocess.Popen([binary, "--model", model, "--port", str(port), "--tls-cert", cert, "--tls-key", key],
+                            stdout=log, stderr=subprocess.STDOUT)
+    try:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        status = None
+        for _ in range(100):
+            try:
+                c = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=ctx)
+                c.request("GET", "/healthz")
+                status = c.getresponse().status
+                c.close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        check("TLS: https /healthz 200", status == 200, status)
+        ws = WS(port, tls=True)
+        ws.send_text({"type": "start", "chunk_ms": chunk_ms, "decoder": decoder, "endpointing_ms": 0})
+        ws.recv()
+        for i in range(0, len(pcm), 640):
+            ws.send_binary(pcm[i:i + 640])
+        ws.send_text({"type": "end"})
+        msgs, code = collect(ws)
+        check("TLS: a wss:// session gets the golden text, close 1000", finals_text(msgs) == want and code == 1000,
+              (finals_text(msgs), code))
+        raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+        raw.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        try:
+            answer = raw.recv(100)
+        except OSError:
+            answer = b""
+        raw.close()
+        check("TLS: plain HTTP to the TLS port gets no plain answer", not answer.startswith(b"HTTP/1.1 200"), answer)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
+
+
 def metric(port, name):
     st, body = http_get(port, "/metrics")
     for line in body.splitlines():
@@ -387,6 +443,8 @@ def main():
         check_behind(srv.port, pcm)
         if a.chatty_model:
             check_slow_readers(a.server, a.chatty_model, pcm)
+        tls_dec = next(iter(modes[0][2]))
+        check_tls(a.server, a.model, pcm, modes[0][0], tls_dec, modes[0][2][tls_dec])
 
         # golden text, each decoder, two look-aheads
         for chunk_ms, att, texts in modes[:2] + modes[2:][-1:]:
