@@ -1,6 +1,7 @@
 /*
- * main.c - earshot-transcribe, local mode: transcribe audio files with libearshot in this
- * process.
+ * main.c - earshot-transcribe: transcribe audio files with libearshot in this process (local
+ * mode, below), or through an Earshot server with --server URL (remote.c), which gives the
+ * same output for the same model, latency mode and decoder.
  *
  * Each file goes through the same cache-aware streaming path a live session takes in the
  * server: audio_file.c decodes it, downmixes it and resamples it to the model's rate a block
@@ -20,6 +21,7 @@
 #include "audio_file.h"
 #include "earshot.h"
 #include "output.h"
+#include "remote.h"
 
 #include <errno.h>
 #include <limits.h>
@@ -51,6 +53,10 @@ typedef struct {
     int threads; /* -1: the engine's default */
     out_format format;
     int quiet;
+    const char *server; /* remote mode: the server's ws:// URL */
+    const char *token;
+    int realtime;
+    int insecure;
     const char **files;
     int n_files;
 } options;
@@ -71,9 +77,16 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "Usage: " PROG " --model MODEL [options] FILE...\n"
-            "Transcribe audio files with an Earshot model, locally.\n"
+            "       " PROG " --server URL [options] FILE...\n"
+            "Transcribe audio files with an Earshot model, locally or through a server.\n"
             "\n"
             "  -m, --model MODEL      model file (default: $EARSHOT_MODEL)\n"
+            "      --server URL       transcribe through the server at URL\n"
+            "                         (ws://HOST:PORT/v1/listen), not locally; same output\n"
+            "      --token T          bearer token for a server run with --auth-token\n"
+            "      --realtime         with --server: send audio at real time (default: as fast\n"
+            "                         as the server takes it)\n"
+            "      --insecure         with a wss:// server: accept a self-signed certificate\n"
             "  -c, --chunk-ms N       latency mode: the model's look-ahead with the largest\n"
             "                         chunk not above N ms (default: the model's first)\n"
             "  -d, --decoder ctc|rnnt decoder of a hybrid model (default: rnnt if present)\n"
@@ -89,7 +102,8 @@ static void usage(FILE *f)
             "with \"FILE: \" and each subtitle document with a \"==> FILE <==\" line.\n"
             "\n"
             "Exit status: 0 all files transcribed, 1 some file failed (the others are still\n"
-            "transcribed), 2 wrong command line, 3 the model cannot be loaded.\n");
+            "transcribed), 2 wrong command line, 3 the model cannot be loaded (--server: the\n"
+            "server cannot be reached or refuses the connection).\n");
 }
 
 static int usage_error(const char *fmt, const char *what)
@@ -124,6 +138,7 @@ static int parse_args(int argc, char **argv, options *o)
     } table[] = {
         {"model", 'm', 1},  {"chunk-ms", 'c', 1}, {"decoder", 'd', 1}, {"threads", 't', 1},
         {"format", 'f', 1}, {"quiet", 'q', 0},    {"help", 'h', 0},    {"version", 'V', 0},
+        {"server", 'S', 1}, {"token", 'T', 1},    {"realtime", 'r', 0}, {"insecure", 'k', 0},
     };
     int only_files = 0;
 
@@ -207,6 +222,18 @@ static int parse_args(int argc, char **argv, options *o)
         case 'q':
             o->quiet = 1;
             break;
+        case 'S':
+            o->server = val;
+            break;
+        case 'T':
+            o->token = val;
+            break;
+        case 'r':
+            o->realtime = 1;
+            break;
+        case 'k':
+            o->insecure = 1;
+            break;
         case 'h':
             usage(stdout);
             return fflush(stdout) == 0 ? EXIT_OK : EXIT_FILE_FAILED;
@@ -216,6 +243,17 @@ static int parse_args(int argc, char **argv, options *o)
         }
     }
 
+    if (o->server) {
+        if (o->model)
+            return usage_error("%s", "--model and --server exclude each other (the server has its model)");
+        if (o->threads >= 0)
+            return usage_error("%s", "--threads means nothing with --server");
+        if (o->n_files == 0)
+            return usage_error("%s", "no audio file given");
+        return -1;
+    }
+    if (o->token || o->realtime || o->insecure)
+        return usage_error("%s", "--token, --realtime and --insecure go with --server");
     if (!o->model || !*o->model) {
         const char *env = getenv("EARSHOT_MODEL");
         o->model = env && *env ? env : NULL;
@@ -408,6 +446,25 @@ int main(int argc, char **argv)
     options opt;
     int rc = parse_args(argc, argv, &opt);
     if (rc >= 0) {
+        free(opt.files);
+        return rc;
+    }
+    if (opt.server) {
+        remote_options ro = {
+            .url = opt.server,
+            .token = opt.token,
+            .realtime = opt.realtime,
+            .insecure = opt.insecure,
+            .chunk_ms = opt.chunk_ms,
+            .decoder = opt.decoder == ES_DECODER_CTC ? "ctc" : opt.decoder == ES_DECODER_RNNT ? "rnnt" : NULL,
+            .format = opt.format,
+            .quiet = opt.quiet,
+        };
+        rc = remote_transcribe(&ro, opt.files, opt.n_files);
+        if (fflush(stdout) != 0 || ferror(stdout)) {
+            fprintf(stderr, PROG ": cannot write the output: %s\n", strerror(errno));
+            rc = rc ? rc : EXIT_FILE_FAILED;
+        }
         free(opt.files);
         return rc;
     }
