@@ -24,6 +24,7 @@
 #include "protocol.h"
 
 #include <stdio.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
@@ -410,18 +411,26 @@ void session_take_results(server *srv)
 /* ---- draining and the housekeeping timer ---- */
 
 /* Audio a client sent before SIGTERM may still be in the socket's buffer (or held there by
-   throttling), so a started session's stream is not ended at once: it is ended once nothing has
-   arrived for DRAIN_QUIET_S, or DRAIN_READ_S after the drain began, and never while throttled
-   (the backlog is encoded first, then the rest is read). */
+   throttling), so a started session's stream is not ended at once. It is ended when the kernel
+   holds nothing unread for it and nothing has arrived for DRAIN_QUIET_S (or DRAIN_READ_S has
+   passed since the drain began: a client streaming live would never be quiet), and never while
+   throttled (the backlog is encoded first, then the rest is read). Asking the kernel matters on
+   a busy machine: a session the event loop has not got round to looks quiet but is not. */
 #define DRAIN_QUIET_S 0.3
 #define DRAIN_READ_S 1.0
+
+static int unread_input(struct lws *wsi)
+{
+    int n = 0;
+    return ioctl(lws_get_socket_fd(wsi), FIONREAD, &n) == 0 && n > 0;
+}
 
 static void drain_sessions(server *srv, double t)
 {
     for (session *s = srv->sessions; s; s = s->next) {
         if (s->state == S_NEW)
             close_normally(s);
-        else if (s->state == S_STARTED && !s->throttled &&
+        else if (s->state == S_STARTED && !s->throttled && !unread_input(s->wsi) &&
                  (t - s->last_rx >= DRAIN_QUIET_S || t - srv->drain_started >= DRAIN_READ_S))
             end_stream(s);
     }
