@@ -63,6 +63,13 @@ es_engine_params es_engine_default_params(void);
 es_engine *es_engine_create(const char *model_path, const es_engine_params *params, char *err, size_t errlen);
 void es_engine_free(es_engine *e);
 
+/* Call first thing in main(), before anything else runs: restarts the program once (same pid,
+   same arguments) with OMP_WAIT_POLICY=passive, unless the environment already chooses a wait
+   policy. An engine step passes many OpenMP barriers, and OpenMP's default of spinning at them
+   collapses when another process shares the cores: a 16-stream step that takes 9 ms took 300 ms
+   beside one busy process on 2 cores (bench/README.md). Returns when no restart happened. */
+void es_prefer_passive_threads(char **argv);
+
 /* One latency mode of the model (NeMo: one att_context_size). */
 typedef struct {
     int chunk_ms;       /* audio per chunk after the first */

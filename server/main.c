@@ -194,6 +194,7 @@ static double now_s(void)
 
 int main(int argc, char **argv)
 {
+    es_prefer_passive_threads(argv); /* before anything else: it may restart the program */
     server_opts o = {.model = getenv("EARSHOT_MODEL"), .host = "127.0.0.1", .port = 8080,
                      .backend = ES_BACKEND_CPU, .max_sessions = 64, .max_batch = 32, .batch_window_ms = 5,
                      .web_root = EARSHOT_WEB_DIR, .max_message_bytes = 1 << 20, .idle_timeout_s = 30,

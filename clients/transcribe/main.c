@@ -443,6 +443,7 @@ static int transcribe_file(const context *c, const char *path, int multi)
 
 int main(int argc, char **argv)
 {
+    es_prefer_passive_threads(argv); /* before anything else: it may restart the program */
     options opt;
     int rc = parse_args(argc, argv, &opt);
     if (rc >= 0) {
