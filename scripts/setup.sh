@@ -9,6 +9,7 @@ PACKAGES=(
   clang-14 libclang-rt-14-dev libomp-14-dev
   haproxy
   chromium python3-venv openssl
+  python3-torch python3-sentencepiece python3-numpy python3-soundfile espeak-ng
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
