@@ -45,10 +45,15 @@ port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); pr
 "$server" --model "$model" --port "$port" --max-sessions $((sessions + 8)) > "$out/server.log" 2>&1 &
 spid=$!
 trap 'kill $spid 2>/dev/null || true; kill $sampler 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$port/healthz" > /dev/null 2>&1 && break
-  sleep 0.1
-done
+python3 - "$port" <<'EOF'
+import sys, time, urllib.request
+for _ in range(200):
+    try:
+        urllib.request.urlopen("http://127.0.0.1:%s/healthz" % sys.argv[1], timeout=1)
+        break
+    except OSError:
+        time.sleep(0.05)
+EOF
 
 # Resident memory of the server every sample_s seconds, while it runs.
 echo "seconds,rss_kb" > "$out/rss.csv"
