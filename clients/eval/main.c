@@ -47,6 +47,16 @@ static char *dup_path(const char *dir, const char *file)
     return p;
 }
 
+static void manifest_free(manifest *m)
+{
+    for (int i = 0; i < m->n; i++) {
+        free(m->u[i].audio);
+        free(m->u[i].reference);
+    }
+    free(m->u);
+    memset(m, 0, sizeof *m);
+}
+
 static int add(manifest *m, const char *dir, const char *audio, const char *ref)
 {
     if (m->n == m->cap) {
@@ -59,10 +69,8 @@ static int add(manifest *m, const char *dir, const char *audio, const char *ref)
     }
     m->u[m->n].audio = dup_path(dir, audio);
     m->u[m->n].reference = strdup(ref);
-    if (!m->u[m->n].audio || !m->u[m->n].reference)
-        return -1;
-    m->n++;
-    return 0;
+    m->n++; /* counted even when half made, so manifest_free frees it */
+    return m->u[m->n - 1].audio && m->u[m->n - 1].reference ? 0 : -1;
 }
 
 /* Column index of name in a tab-separated header line, or -1. */
@@ -285,6 +293,7 @@ int main(int argc, char **argv)
     manifest m = {0};
     if (read_manifest(man_path, &m, err, sizeof err) != 0) {
         fprintf(stderr, "earshot-eval: %s\n", err);
+        manifest_free(&m);
         return 2;
     }
     es_engine_params ep = es_engine_default_params();
@@ -292,6 +301,7 @@ int main(int argc, char **argv)
     es_engine *e = es_engine_create(model, &ep, err, sizeof err);
     if (!e) {
         fprintf(stderr, "earshot-eval: %s\n", err);
+        manifest_free(&m);
         return 3;
     }
     es_stream_params sp = es_stream_default_params(e);
@@ -300,6 +310,7 @@ int main(int argc, char **argv)
         if ((strcmp(decoder, "ctc") && strcmp(decoder, "rnnt")) || !es_engine_has_decoder(e, k)) {
             fprintf(stderr, "earshot-eval: the model has no decoder '%s'\n", decoder);
             es_engine_free(e);
+            manifest_free(&m);
             return 2;
         }
         sp.decoder = k;
@@ -385,11 +396,7 @@ int main(int argc, char **argv)
         free(s);
     }
     cJSON_Delete(root);
-    for (int i = 0; i < m.n; i++) {
-        free(m.u[i].audio);
-        free(m.u[i].reference);
-    }
-    free(m.u);
+    manifest_free(&m);
     es_engine_free(e);
     return failures ? 1 : 0;
 }
