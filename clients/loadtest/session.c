@@ -279,26 +279,33 @@ static void on_close(wsc_conn *c, void *user, int code, int http_status, const c
 
 static const wsc_handlers handlers = {on_open, on_text, NULL, on_close};
 
+/* Records that a pass over the current file begins at sample `start` of the session's audio.
+   -1 when out of memory. */
+static int begin_pass(lt_session *s, long long start)
+{
+    if (s->n_pass == s->cap_pass) {
+        int nc = s->cap_pass ? s->cap_pass * 2 : 8;
+        lt_pass *np = realloc(s->pass, sizeof *np * (size_t)nc);
+        if (!np)
+            return -1;
+        s->pass = np;
+        s->cap_pass = nc;
+    }
+    lt_pass *p = &s->pass[s->n_pass++];
+    memset(p, 0, sizeof *p);
+    p->file = s->file;
+    p->start = start;
+    p->end = start + s->run->audio->f[s->file].n;
+    return 0;
+}
+
 /* Puts the next message of audio on the wire; records its send time and passes. */
 static int send_audio(lt_session *s, double now)
 {
     const audio_set *a = s->run->audio;
     const int frame = a->frame;
-    if (s->pos == 0) { /* a new pass begins */
-        if (s->n_pass == s->cap_pass) {
-            int nc = s->cap_pass ? s->cap_pass * 2 : 8;
-            lt_pass *np = realloc(s->pass, sizeof *np * (size_t)nc);
-            if (!np)
-                return -1;
-            s->pass = np;
-            s->cap_pass = nc;
-        }
-        lt_pass *p = &s->pass[s->n_pass++];
-        memset(p, 0, sizeof *p);
-        p->file = s->file;
-        p->start = s->samples;
-        p->end = s->samples + a->f[s->file].n;
-    }
+    if (s->pos == 0 && begin_pass(s, s->samples) != 0) /* a new pass begins */
+        return -1;
     int rc;
     if (a->opus) {
         const as_file *f = &a->f[s->file];
@@ -319,21 +326,8 @@ static int send_audio(lt_session *s, double now)
             if (s->pos >= f->n) {
                 s->pos = 0;
                 s->file = (s->file + 1) % a->n;
-                if (have < frame) { /* the rest of this message starts a new pass */
-                    if (s->n_pass == s->cap_pass) {
-                        int nc = s->cap_pass * 2;
-                        lt_pass *np = realloc(s->pass, sizeof *np * (size_t)nc);
-                        if (!np)
-                            return -1;
-                        s->pass = np;
-                        s->cap_pass = nc;
-                    }
-                    lt_pass *p = &s->pass[s->n_pass++];
-                    memset(p, 0, sizeof *p);
-                    p->file = s->file;
-                    p->start = s->samples + have;
-                    p->end = p->start + a->f[s->file].n;
-                }
+                if (have < frame && begin_pass(s, s->samples + have) != 0)
+                    return -1; /* the rest of this message starts a new pass */
             }
         }
         rc = wsc_send(s->conn, 1, buf, sizeof(int16_t) * (size_t)frame);
