@@ -18,18 +18,10 @@ Each suite starts its own servers on free ports and kills them. Prints "N passed
 """
 import argparse, http.client, json, os, re, shutil, signal, socket, ssl, subprocess, sys, tempfile, time, wave
 
-passed = failed = 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
+import test_server as ts  # noqa: E402  (the shared check, counting in ts.passed / ts.failed)
 
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok    " + name)
-    else:
-        failed += 1
-        print("FAIL  " + name + ("\n      " + str(detail)[:1500] if detail else ""))
-    sys.stdout.flush()
+check = ts.check
 
 
 def free_port():
@@ -338,8 +330,8 @@ def main():
                 print("      %s: %s" % (name, open(os.path.join(tmp, name)).read()[-800:]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("%d passed, %d failed" % (ts.passed, ts.failed))
+    return 1 if ts.failed else 0
 
 
 if __name__ == "__main__":

@@ -183,8 +183,7 @@ def main():
         for s in (s1, s2):
             s.stop()
             if ts.failed:
-                s.log.seek(0)
-                print("      server %d log tail:\n        " % s.port + "\n        ".join(s.log.read().splitlines()[-8:]))
+                s.print_log_tail(8)
             s.log.close()
         if ts.failed:
             hlog.seek(0)

@@ -236,8 +236,7 @@ def main():
             if s:
                 s.stop()
                 if ts.failed:
-                    s.log.seek(0)
-                    print("      server log tail:\n        " + "\n        ".join(s.log.read().splitlines()[-15:]))
+                    s.print_log_tail()
                 s.log.close()
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (ts.passed, ts.failed))

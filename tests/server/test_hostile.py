@@ -163,8 +163,7 @@ def main():
     finally:
         srv.stop()
         if ts.failed:
-            srv.log.seek(0)
-            print("      server log tail:\n        " + "\n        ".join(srv.log.read().splitlines()[-15:]))
+            srv.print_log_tail()
         srv.log.close()
         shutil.rmtree(tmp, ignore_errors=True)
     print("%d passed, %d failed" % (ts.passed, ts.failed))

@@ -156,6 +156,12 @@ class Server:
             self.proc.kill()
             self.proc.wait()
 
+    def print_log_tail(self, lines=15):
+        """After a failure: the last lines the server logged."""
+        self.log.seek(0)
+        tail = self.log.read().splitlines()[-lines:]
+        print("      server on port %d, last lines of its log:\n        " % self.port + "\n        ".join(tail))
+
 
 # ---- checks ----
 
@@ -169,7 +175,8 @@ def check(name, ok, detail=""):
         print("ok    " + name)
     else:
         failed += 1
-        print("FAIL  " + name + ("\n      " + str(detail)[:600] if detail else ""))
+        print("FAIL  " + name + ("\n      " + str(detail)[:1500] if detail else ""))
+    sys.stdout.flush()
 
 
 def stream(port, pcm, chunk_ms=160, decoder="rnnt", pace=0.0, end=True, extra=None):
@@ -652,9 +659,7 @@ def main():
         for s in servers:
             s.stop()
             if failed:
-                s.log.seek(0)
-                tail = s.log.read().splitlines()[-15:]
-                print("      server on port %d, last lines of its log:\n        " % s.port + "\n        ".join(tail))
+                s.print_log_tail()
             s.log.close()
         shutil.rmtree(TMP, ignore_errors=True)
     print("%d passed, %d failed" % (passed, failed))

@@ -52,20 +52,7 @@ def import_playwright(venv):
         return None
 
 
-# ---- checks ----
-
-passed = failed = 0
-
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok    " + name)
-    else:
-        failed += 1
-        print("FAIL  " + name + ("\n      " + str(detail)[:800] if detail else ""))
-    sys.stdout.flush()
+check = ts.check  # counts in ts.passed / ts.failed
 
 
 class Server(ts.Server):
@@ -497,13 +484,13 @@ def main():
     finally:
         if srv:
             srv.stop()
-        if failed:
+        if ts.failed:
             print("server log kept in " + ts.TMP)
         else:
             shutil.rmtree(ts.TMP, ignore_errors=True)
     print("screenshots in " + os.path.abspath(a.out))
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("%d passed, %d failed" % (ts.passed, ts.failed))
+    return 1 if ts.failed else 0
 
 
 if __name__ == "__main__":
