@@ -60,6 +60,9 @@ typedef struct {
 } es_engine_params;
 
 es_engine_params es_engine_default_params(void);
+/* 1 when the backend can run here; else 0 and one sentence in msg saying why. */
+int es_backend_available(es_backend backend, char *msg, size_t msglen);
+/* Fails with the reason es_backend_available gives when the backend cannot run here. */
 es_engine *es_engine_create(const char *model_path, const es_engine_params *params, char *err, size_t errlen);
 void es_engine_free(es_engine *e);
 
@@ -89,6 +92,10 @@ const char *es_engine_model_name(const es_engine *e);
 int es_engine_streams_in_use(const es_engine *e);
 int es_engine_max_streams(const es_engine *e);
 size_t es_engine_bytes_per_stream(const es_engine *e);
+/* Device memory one stream slot takes (0 on the CPU backend). */
+size_t es_engine_device_bytes_per_stream(const es_engine *e);
+/* Device memory the engine holds in all: weights, slots, workspace (0 on the CPU). */
+size_t es_engine_device_bytes(const es_engine *e);
 
 typedef struct {
     int lookahead;           /* index from es_engine_pick_lookahead; default: the model's first */

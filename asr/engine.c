@@ -5,6 +5,12 @@
  * Where state lives: the encoder caches and the RNNT state are in the slot pool (cache/), so a
  * batched step addresses them by slot; the feature front end and the chunker's column buffer are
  * per-stream host memory, because they are touched only by the stream's own audio.
+ *
+ * With the CUDA backend (asr/cuda) the encoder caches and the RNNT decoder state live in
+ * device memory, one array per region indexed by the same slot numbers as the host pool. CTC
+ * streams get their per-frame argmax from the GPU, RNNT streams their tokens from the GPU's
+ * batched greedy loop. With EARSHOT_CUDA_RNNT=0, RNNT streams instead get the encoder frames
+ * copied back and run the CPU's es_rnnt_greedy_batch on the state in the host pool.
  */
 #include "earshot.h"
 
@@ -15,6 +21,9 @@
 #include "model.h"
 #include "ops.h"
 #include "../cache/slot_pool.h"
+#ifdef EARSHOT_HAVE_CUDA
+#include "cuda/cuda_backend.h"
+#endif
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,6 +44,9 @@ struct es_engine {
     es_model *model;
     es_slot_pool *pool;
     es_encoder *encoder;
+#ifdef EARSHOT_HAVE_CUDA
+    es_cuda *cuda; /* the CUDA backend, instead of encoder */
+#endif
     es_mel_config mel;
     char *name;
     /* per-step scratch */
@@ -70,13 +82,31 @@ es_engine_params es_engine_default_params(void)
     return p;
 }
 
+int es_backend_available(es_backend backend, char *msg, size_t msglen)
+{
+    if (msg && msglen)
+        msg[0] = '\0';
+    if (backend == ES_BACKEND_CPU)
+        return 1;
+    if (backend != ES_BACKEND_CUDA) {
+        if (msg && msglen)
+            snprintf(msg, msglen, "unknown backend %d", (int)backend);
+        return 0;
+    }
+#ifdef EARSHOT_HAVE_CUDA
+    return es_cuda_available(msg, msglen);
+#else
+    if (msg && msglen)
+        snprintf(msg, msglen, "this build has no CUDA backend; use the CPU backend");
+    return 0;
+#endif
+}
+
 es_engine *es_engine_create(const char *model_path, const es_engine_params *params, char *err, size_t errlen)
 {
     es_engine_params p = params ? *params : es_engine_default_params();
-    if (p.backend != ES_BACKEND_CPU) {
-        snprintf(err, errlen, "this build has no CUDA backend; use the CPU backend");
+    if (p.backend != ES_BACKEND_CPU && !es_backend_available(p.backend, err, errlen))
         return NULL;
-    }
     if (p.max_streams < 1 || p.max_streams > 1000000) {
         snprintf(err, errlen, "max_streams must be between 1 and 1000000 (got %d)", p.max_streams);
         return NULL;
@@ -95,11 +125,24 @@ es_engine *es_engine_create(const char *model_path, const es_engine_params *para
     size_t regions[N_REGIONS];
     es_encoder_cache_regions(m, regions);
     regions[REGION_RNNT] = m->has_rnnt ? es_rnnt_state_bytes(m) : 1;
+#ifdef EARSHOT_HAVE_CUDA
+    if (p.backend == ES_BACKEND_CUDA) {
+        /* the encoder caches are on the GPU: the host slots keep only the RNNT state */
+        for (int r = REGION_ENCODER; r < REGION_ENCODER + ES_ENCODER_REGIONS; r++)
+            regions[r] = 1;
+        e->cuda = es_cuda_create(m, p.max_streams, err, errlen);
+        if (!e->cuda) {
+            es_engine_free(e);
+            return NULL;
+        }
+    }
+#endif
     e->pool = es_slot_pool_create(p.max_streams, regions, N_REGIONS);
-    e->encoder = es_encoder_create(m, e->pool, REGION_ENCODER);
+    if (p.backend == ES_BACKEND_CPU)
+        e->encoder = es_encoder_create(m, e->pool, REGION_ENCODER);
     const char *base = m->source ? m->source : strrchr(model_path, '/') ? strrchr(model_path, '/') + 1 : model_path;
     e->name = strdup(base);
-    if (!e->pool || !e->encoder || !e->name) {
+    if (!e->pool || (p.backend == ES_BACKEND_CPU && !e->encoder) || !e->name) {
         snprintf(err, errlen, "out of memory reserving %d stream slots", p.max_streams);
         es_engine_free(e);
         return NULL;
@@ -116,6 +159,9 @@ void es_engine_free(es_engine *e)
     if (!e)
         return;
     es_encoder_free(e->encoder);
+#ifdef EARSHOT_HAVE_CUDA
+    es_cuda_free(e->cuda);
+#endif
     es_slot_pool_free(e->pool);
     es_model_free(e->model);
     free(e->name);
@@ -207,6 +253,26 @@ size_t es_engine_bytes_per_stream(const es_engine *e)
     return es_slot_pool_bytes_per_slot(e->pool);
 }
 
+size_t es_engine_device_bytes_per_stream(const es_engine *e)
+{
+#ifdef EARSHOT_HAVE_CUDA
+    if (e->cuda)
+        return es_cuda_bytes_per_slot(e->cuda);
+#endif
+    (void)e;
+    return 0;
+}
+
+size_t es_engine_device_bytes(const es_engine *e)
+{
+#ifdef EARSHOT_HAVE_CUDA
+    if (e->cuda)
+        return es_cuda_device_bytes(e->cuda);
+#endif
+    (void)e;
+    return 0;
+}
+
 /* ---- streams ---- */
 
 es_stream_params es_stream_default_params(const es_engine *e)
@@ -243,6 +309,14 @@ es_stream *es_stream_create(es_engine *e, const es_stream_params *params, char *
         free(s);
         return NULL;
     }
+#ifdef EARSHOT_HAVE_CUDA
+    /* the host pool zeroed the slot; its device caches must start from zero too */
+    if (e->cuda && es_cuda_clear_slot(e->cuda, s->slot) != 0) {
+        snprintf(err, errlen, "cannot clear the stream's GPU caches");
+        es_stream_free(s);
+        return NULL;
+    }
+#endif
     s->mel = es_mel_create(&e->mel);
     s->chunker = es_chunker_create(e->model, p.lookahead);
     if (!s->mel || !s->chunker) {
@@ -408,6 +482,68 @@ static int decode_ctc(es_engine *e, es_stream *s, const es_encoder_output *o)
     return 0;
 }
 
+#ifdef EARSHOT_HAVE_CUDA
+/* Greedy CTC from the GPU's per-frame argmax: es_ctc_greedy's merge of repeats and blanks. */
+static int decode_ctc_ids(es_engine *e, es_stream *s, const int *ids, int n_frames)
+{
+    int blank = e->model->n_vocab, prev = s->ctc_prev;
+    if (reserve_tokens(s, n_frames) != 0)
+        return -1;
+    for (int t = 0; t < n_frames; t++) {
+        int k = ids[t];
+        if (k != blank && k != prev)
+            s->tokens[s->n_tokens++] = (es_token){.id = k, .frame = s->frames + t};
+        prev = k;
+    }
+    s->ctc_prev = prev;
+    return 0;
+}
+
+/* Greedy RNNT on the GPU for every RNNT stream of the step (e->rnnt.n_out lists them). */
+static int decode_rnnt_cuda(es_engine *e, es_stream **streams, int n, char *err, size_t errlen)
+{
+    int *which = e->rnnt.n_out, B = 0;
+    for (int i = 0; i < n; i++)
+        if (streams[i]->decoder == ES_DECODER_RNNT)
+            which[B++] = i;
+    if (B == 0)
+        return 0;
+    if (es_cuda_rnnt(e->cuda, which, B, err, errlen) != 0)
+        return -1;
+    for (int k = 0; k < B; k++) {
+        es_stream *s = streams[which[k]];
+        int got;
+        const int *tok = es_cuda_rnnt_tokens(e->cuda, k, &got);
+        if (reserve_tokens(s, got) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+        for (int j = 0; j < got; j++)
+            s->tokens[s->n_tokens++] = (es_token){.id = tok[2 * j], .frame = s->frames + tok[2 * j + 1]};
+    }
+    return 0;
+}
+
+/* The encoder step on the GPU, then CTC from its argmax ids and RNNT on the GPU (or, with it
+   off, the frames copied back for the host's RNNT). */
+static int step_cuda(es_engine *e, es_stream **streams, int n, char *err, size_t errlen)
+{
+    unsigned flags = 0;
+    int gpu_rnnt = es_cuda_rnnt_on(e->cuda);
+    for (int i = 0; i < n; i++)
+        flags |= streams[i]->decoder == ES_DECODER_CTC ? ES_CUDA_CTC_IDS : gpu_rnnt ? 0 : ES_CUDA_FRAMES;
+    if (es_cuda_step(e->cuda, e->inputs, n, flags, e->outputs, err, errlen) != 0)
+        return -1;
+    for (int i = 0; i < n; i++)
+        if (streams[i]->decoder == ES_DECODER_CTC &&
+            decode_ctc_ids(e, streams[i], es_cuda_ctc_ids(e->cuda, i), e->outputs[i].n_frames) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
+    return gpu_rnnt ? decode_rnnt_cuda(e, streams, n, err, errlen) : 0;
+}
+#endif
+
 static int decode_rnnt(es_engine *e, es_stream **streams, int n)
 {
     /* batch every RNNT stream of the step through one greedy loop */
@@ -467,14 +603,26 @@ int es_engine_step(es_engine *e, es_stream **streams, int n, char *err, size_t e
                                           .lookahead = s->lookahead, .drop_extra = c->drop_extra,
                                           .keep_all = c->keep_all, .slot = s->slot};
     }
-    if (es_encoder_step(e->encoder, e->inputs, n, e->outputs, err, errlen) != 0)
-        return -1;
-    for (int i = 0; i < n; i++)
-        if (streams[i]->decoder == ES_DECODER_CTC && decode_ctc(e, streams[i], &e->outputs[i]) != 0) {
-            snprintf(err, errlen, "out of memory");
+#ifdef EARSHOT_HAVE_CUDA
+    if (e->cuda) {
+        if (step_cuda(e, streams, n, err, errlen) != 0)
             return -1;
-        }
-    if (decode_rnnt(e, streams, n) != 0) {
+    } else
+#endif
+    {
+        if (es_encoder_step(e->encoder, e->inputs, n, e->outputs, err, errlen) != 0)
+            return -1;
+        for (int i = 0; i < n; i++)
+            if (streams[i]->decoder == ES_DECODER_CTC && decode_ctc(e, streams[i], &e->outputs[i]) != 0) {
+                snprintf(err, errlen, "out of memory");
+                return -1;
+            }
+    }
+    int rnnt_done = 0; /* decoded on the GPU already */
+#ifdef EARSHOT_HAVE_CUDA
+    rnnt_done = e->cuda && es_cuda_rnnt_on(e->cuda);
+#endif
+    if (!rnnt_done && decode_rnnt(e, streams, n) != 0) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
