@@ -7,6 +7,11 @@
  * /healthz turns 503, new sessions are refused, open sessions are flushed and get their finals,
  * then close 1000; the process exits 0 once they are gone or after --drain-timeout-s. A second
  * signal exits at once.
+ *
+ * --backend cuda is checked before anything is loaded: when this build or this machine cannot
+ * run it, the server says why and exits 2, like any other unusable option, rather than falling
+ * back to the CPU behind the operator's back. With cuda the defaults for sessions and batch
+ * size are those of a GPU, which only pays off with many streams per step.
  */
 #include "earshot.h"
 #include "file_job.h"
@@ -46,10 +51,13 @@ static void usage(FILE *f)
             "  --model PATH             model file (default: $EARSHOT_MODEL)\n"
             "  --host ADDR              address to listen on (default 127.0.0.1)\n"
             "  --port N                 port (default 8080)\n"
-            "  --backend cpu|cuda       compute backend (default cpu)\n"
+            "  --backend cpu|cuda       compute backend (default cpu; cuda needs a build with -DEARSHOT_CUDA=ON)\n"
             "  --threads N              compute threads, 0 = one per core (default 0)\n"
-            "  --max-sessions N         live sessions at most; beyond it 1013 and /healthz 503 (default 64)\n"
-            "  --max-batch N            streams per engine step at most (default 32)\n"
+            "  --max-sessions N         live sessions at most; beyond it 1013 and /healthz 503\n"
+            "                           (default 64; with cuda 4096, whose caches are reserved in GPU memory)\n"
+            "  --max-batch N            streams per engine step at most (default 32; with cuda 1024)\n"
+            "  --step-budget F          fraction of a chunk's duration a step may take; batches are kept\n"
+            "                           to the size whose measured step time fits it (default 0.5)\n"
             "  --batch-window-ms N      longest wait for stragglers before a step (default 5)\n"
             "  --auth-token TOKEN       require 'Authorization: Bearer TOKEN' or ?token=TOKEN\n"
             "  --tls-cert FILE          serve TLS (wss://, https://) with this certificate...\n"
@@ -65,6 +73,20 @@ static void usage(FILE *f)
             "  --max-file-jobs N        file transcriptions at once; beyond it 503 (default 4)\n"
             "  --web-root DIR           folder served at / (default: the source tree's clients/web)\n"
             "  --help                   this text\n");
+}
+
+/* Parses a decimal fraction in (lo, hi] into *out. */
+static int parse_fraction(const char *opt, const char *s, double lo, double hi, double *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!s[0] || *end || errno || !(v > lo && v <= hi)) {
+        fprintf(stderr, "earshot-server: %s must be a number above %g and at most %g, not '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 /* Parses a whole decimal number in [lo, hi] into *out. */
@@ -102,7 +124,8 @@ static int parse_log_level(const char *s, int *level)
 static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
 {
     enum { O_MODEL = 256, O_HOST, O_PORT, O_BACKEND, O_THREADS, O_MAXS, O_MAXB, O_WIN, O_AUTH, O_CERT, O_KEY,
-           O_LOG, O_MSG, O_IDLE, O_DRAIN, O_WEB, O_UPLOAD, O_FILEJOBS, O_SENDQ, O_SNDBUF, O_HTTPTO, O_HELP };
+           O_LOG, O_MSG, O_IDLE, O_DRAIN, O_WEB, O_UPLOAD, O_FILEJOBS, O_SENDQ, O_SNDBUF, O_HTTPTO, O_BUDGET,
+           O_HELP };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL},          {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},            {"backend", required_argument, 0, O_BACKEND},
@@ -113,7 +136,7 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
         {"max-message-bytes", required_argument, 0, O_MSG}, {"idle-timeout-s", required_argument, 0, O_IDLE},
         {"drain-timeout-s", required_argument, 0, O_DRAIN}, {"web-root", required_argument, 0, O_WEB},
         {"max-upload-mb", required_argument, 0, O_UPLOAD}, {"max-file-jobs", required_argument, 0, O_FILEJOBS},
-        {"http-timeout-s", required_argument, 0, O_HTTPTO},
+        {"http-timeout-s", required_argument, 0, O_HTTPTO}, {"step-budget", required_argument, 0, O_BUDGET},
         {"max-send-queue-kb", required_argument, 0, O_SENDQ}, {"socket-sndbuf-kb", required_argument, 0, O_SNDBUF},
         {"help", no_argument, 0, O_HELP},                  {0, 0, 0, 0}};
     int c, bytes, bad = 0;
@@ -124,8 +147,9 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
         case O_HOST: o->host = optarg; break;
         case O_PORT: bad = parse_int("--port", optarg, 0, 65535, &o->port); break;
         case O_THREADS: bad = parse_int("--threads", optarg, 0, 1024, &o->threads); break;
-        case O_MAXS: bad = parse_int("--max-sessions", optarg, 1, 100000, &o->max_sessions); break;
-        case O_MAXB: bad = parse_int("--max-batch", optarg, 1, 4096, &o->max_batch); break;
+        case O_MAXS: bad = parse_int("--max-sessions", optarg, 1, 1000000, &o->max_sessions); break;
+        case O_MAXB: bad = parse_int("--max-batch", optarg, 1, 65536, &o->max_batch); break;
+        case O_BUDGET: bad = parse_fraction("--step-budget", optarg, 0, 1, &o->step_budget); break;
         case O_WIN: bad = parse_int("--batch-window-ms", optarg, 0, 10000, &o->batch_window_ms); break;
         case O_IDLE: bad = parse_int("--idle-timeout-s", optarg, 0, 86400, &o->idle_timeout_s); break;
         case O_DRAIN: bad = parse_int("--drain-timeout-s", optarg, 0, 86400, &o->drain_timeout_s); break;
@@ -180,6 +204,14 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
         fprintf(stderr, "earshot-server: --tls-cert and --tls-key go together\n");
         return -1;
     }
+    /* unset (0): the backend's defaults. A GPU step costs about the same for 1 stream as for
+       hundreds, so it wants large batches, and its session caches live in GPU memory, which
+       holds thousands (the 17 x 512 model: a few MB each). */
+    int gpu = o->backend == ES_BACKEND_CUDA;
+    if (o->max_sessions == 0)
+        o->max_sessions = gpu ? 4096 : 64;
+    if (o->max_batch == 0)
+        o->max_batch = gpu ? 1024 : 32;
     return 0;
 }
 
@@ -196,7 +228,8 @@ int main(int argc, char **argv)
 {
     es_prefer_passive_threads(argv); /* before anything else: it may restart the program */
     server_opts o = {.model = getenv("EARSHOT_MODEL"), .host = "127.0.0.1", .port = 8080,
-                     .backend = ES_BACKEND_CPU, .max_sessions = 64, .max_batch = 32, .batch_window_ms = 5,
+                     .backend = ES_BACKEND_CPU, .max_sessions = 0, .max_batch = 0, .step_budget = 0.5,
+                     .batch_window_ms = 5,
                      .web_root = EARSHOT_WEB_DIR, .max_message_bytes = 1 << 20, .idle_timeout_s = 30,
                      .drain_timeout_s = 30, .max_upload_bytes = (size_t)512 << 20, .max_file_jobs = 4,
                      .max_send_queue_bytes = (size_t)8 << 20, .http_timeout_s = 30};
@@ -209,6 +242,11 @@ int main(int argc, char **argv)
     metrics_init();
 
     char err[512] = "";
+    if (!es_backend_available(o.backend, err, sizeof err)) {
+        fprintf(stderr, "earshot-server: --backend %s is not available: %s\n",
+                o.backend == ES_BACKEND_CUDA ? "cuda" : "cpu", err[0] ? err : "no reason given");
+        return 2;
+    }
     es_engine_params ep = es_engine_default_params();
     ep.backend = o.backend;
     ep.n_threads = o.threads;
@@ -216,8 +254,12 @@ int main(int argc, char **argv)
     es_engine *e = es_engine_create(o.model, &ep, err, sizeof err);
     if (!e) {
         fprintf(stderr, "earshot-server: %s\n", err);
+        if (o.backend == ES_BACKEND_CUDA)
+            fprintf(stderr, "earshot-server: (the caches of all --max-sessions sessions are reserved in GPU "
+                            "memory at start: if it ran out, fewer sessions need less)\n");
         return 3;
     }
+    metrics_device_bytes(es_engine_device_bytes(e), es_engine_device_bytes_per_stream(e));
 
     static server srv;
     srv.opts = &o;
@@ -253,7 +295,8 @@ int main(int argc, char **argv)
         return 1;
     }
 
-    sched_params sp = {.max_batch = o.max_batch, .batch_window_ms = o.batch_window_ms, .max_segment_s = 20.0,
+    sched_params sp = {.max_batch = o.max_batch, .step_budget = o.step_budget,
+                       .batch_window_ms = o.batch_window_ms, .max_segment_s = 20.0,
                        .wake = wake_loop, .wake_arg = srv.ctx};
     srv.sched = sched_create(e, &sp, err, sizeof err);
     if (!srv.sched) {
@@ -271,9 +314,13 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 
-    lwsl_user("earshot-server: %s on %s://%s:%d (model %s, %d look-ahead(s), max %d sessions, batch %d)\n",
+    lwsl_user("earshot-server: %s on %s://%s:%d (model %s, %d look-ahead(s), backend %s, max %d sessions, "
+              "batch %d, step budget %.2f of a chunk)\n",
               o.model, o.tls_cert ? "https" : "http", o.host, o.port, srv.model.name, srv.model.n_lookaheads,
-              o.max_sessions, o.max_batch);
+              o.backend == ES_BACKEND_CUDA ? "cuda" : "cpu", o.max_sessions, o.max_batch, o.step_budget);
+    if (o.backend == ES_BACKEND_CUDA)
+        lwsl_user("earshot-server: GPU memory %.1f MB, %.2f MB per session\n", es_engine_device_bytes(e) / 1048576.0,
+                  es_engine_device_bytes_per_stream(e) / 1048576.0);
     fflush(stderr);
 
     double drain_deadline = 0;

@@ -14,6 +14,7 @@
 #include <string.h>
 
 #define MAX_CODES 24
+#define MAX_MODES 16
 
 typedef struct {
     const double *le;
@@ -23,7 +24,7 @@ typedef struct {
     double sum;
 } histogram;
 
-static const double batch_le[] = {1, 2, 4, 8, 16, 32, 64, 128};
+static const double batch_le[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096};
 static const double step_le[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5};
 static const double latency_le[] = {0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
 
@@ -39,6 +40,8 @@ static struct {
     histogram batch, step, latency;
     const char *codes[MAX_CODES];
     unsigned long long code_count[MAX_CODES];
+    int n_modes, mode_chunk_ms[MAX_MODES], mode_limit[MAX_MODES];
+    size_t device_bytes, device_bytes_per_session;
 } M = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static void hist_init(histogram *h, const double *le, int n)
@@ -127,6 +130,29 @@ void metrics_behind(int delta)
     pthread_mutex_unlock(&M.mu);
 }
 
+void metrics_batch_limit(int chunk_ms, int limit)
+{
+    pthread_mutex_lock(&M.mu);
+    int i = 0;
+    while (i < M.n_modes && M.mode_chunk_ms[i] != chunk_ms)
+        i++;
+    if (i < MAX_MODES) {
+        if (i == M.n_modes)
+            M.n_modes++;
+        M.mode_chunk_ms[i] = chunk_ms;
+        M.mode_limit[i] = limit;
+    }
+    pthread_mutex_unlock(&M.mu);
+}
+
+void metrics_device_bytes(size_t total, size_t per_session)
+{
+    pthread_mutex_lock(&M.mu);
+    M.device_bytes = total;
+    M.device_bytes_per_session = per_session;
+    pthread_mutex_unlock(&M.mu);
+}
+
 void metrics_result_latency(double seconds)
 {
     pthread_mutex_lock(&M.mu);
@@ -208,6 +234,17 @@ char *metrics_render(int sessions_open, int max_sessions, int draining, size_t s
     out(&b, "# HELP earshot_real_time_factor Engine step time per second of audio encoded (lower is faster).\n"
             "# TYPE earshot_real_time_factor gauge\nearshot_real_time_factor %.6f\n",
         M.step_audio_s > 0 ? M.step_s / M.step_audio_s : 0.0);
+    out(&b, "# HELP earshot_batch_limit Streams per engine step at most now, per latency mode: the most whose step "
+            "is expected to fit --step-budget of the chunk duration, within --max-batch.\n"
+            "# TYPE earshot_batch_limit gauge\n");
+    for (int i = 0; i < M.n_modes; i++)
+        out(&b, "earshot_batch_limit{chunk_ms=\"%d\"} %d\n", M.mode_chunk_ms[i], M.mode_limit[i]);
+    out(&b, "# HELP earshot_device_bytes Device (GPU) memory the engine holds: weights, session caches, "
+            "workspace (0 on the CPU).\n# TYPE earshot_device_bytes gauge\nearshot_device_bytes %zu\n",
+        M.device_bytes);
+    out(&b, "# HELP earshot_device_bytes_per_session Device (GPU) memory of one session's caches (0 on the CPU).\n"
+            "# TYPE earshot_device_bytes_per_session gauge\nearshot_device_bytes_per_session %zu\n",
+        M.device_bytes_per_session);
     out(&b, "# HELP earshot_errors_total Error messages sent, by code.\n# TYPE earshot_errors_total counter\n");
     for (int i = 0; i < MAX_CODES && M.codes[i]; i++)
         out(&b, "earshot_errors_total{code=\"%s\"} %llu\n", M.codes[i], M.code_count[i]);

@@ -21,6 +21,10 @@ void metrics_step(int batch, double seconds, double audio_seconds);
 void metrics_result_latency(double seconds);
 /* a live session started (+1) or stopped (-1) being behind real time */
 void metrics_behind(int delta);
+/* The scheduler's current batch limit for the latency mode of chunk_ms (batch_limit.h). */
+void metrics_batch_limit(int chunk_ms, int limit);
+/* The engine's device (GPU) memory: all of it, and one session's caches (0 and 0 on the CPU). */
+void metrics_device_bytes(size_t total, size_t per_session);
 
 /* The whole exposition as a malloc'd string (NULL when out of memory). */
 char *metrics_render(int sessions_open, int max_sessions, int draining, size_t send_queue_bytes);

@@ -6,10 +6,12 @@
  *      mark finalize/end);
  *   2. collect the streams that have a chunk ready; pick the best one (live before file jobs,
  *      then the one that has waited longest) and take the ready streams of its look-ahead in
- *      the same order, up to max_batch;
+ *      the same order, up to that look-ahead's batch limit (batch_limit.h: the most streams
+ *      whose step is expected to fit --step-budget of the chunk duration, at most max_batch);
  *   3. if that batch is not full and other streams of the same look-ahead are open, wait for
  *      stragglers, but never beyond batch_window_ms after the oldest became ready;
- *   4. run es_engine_step, then each stream's segmenter, and post partials and finals;
+ *   4. run es_engine_step, then each stream's segmenter, and post partials and finals; the
+ *      step's time updates the batch limit of its look-ahead;
  *   5. close segments that wait on finalize or end once their stream has nothing ready;
  *   6. wake the event loop when something was posted; sleep on the condition variable when
  *      there is nothing to do.
@@ -20,6 +22,7 @@
  */
 #include "scheduler.h"
 
+#include "batch_limit.h"
 #include "metrics.h"
 #include "protocol.h"
 #include "segmenter.h"
@@ -69,6 +72,7 @@ struct sched {
     int n_jobs, cap_jobs;
     job **ready;
     int posted; /* results posted this round */
+    batch_limit limit; /* per look-ahead */
 };
 
 static double now_s(void)
@@ -412,8 +416,9 @@ static int choose_batch(sched *s, double t, double *deadline, int *n_waiting)
         return 0;
     qsort(s->ready, n, sizeof *s->ready, by_priority_then_age);
     int la = s->ready[0]->lookahead, m = 0;
+    int limit = batch_limit_get(&s->limit, la);
     for (int i = 0; i < n; i++)
-        if (s->ready[i]->lookahead == la && m < s->p.max_batch)
+        if (s->ready[i]->lookahead == la && m < limit)
             s->ready[m++] = s->ready[i];
     /* Stragglers: open live streams of this look-ahead that may be ready in a moment. */
     int open = 0;
@@ -423,7 +428,7 @@ static int choose_batch(sched *s, double t, double *deadline, int *n_waiting)
             open++;
     }
     *deadline = s->ready[0]->ready_t + s->p.batch_window_ms / 1000.0;
-    if (m < s->p.max_batch && open > m && t < *deadline)
+    if (m < limit && open > m && t < *deadline)
         return -1;
     return m;
 }
@@ -486,6 +491,11 @@ static void step(sched *s, int n)
     if (rc != 0)
         fprintf(stderr, "earshot-server: engine step of %d failed: %s\n", n, err);
     metrics_step(n, t1 - t0, audio);
+    if (rc == 0) {
+        int la = s->ready[0]->lookahead; /* a batch is one look-ahead */
+        batch_limit_observe(&s->limit, la, n, t1 - t0);
+        metrics_batch_limit(es_engine_lookahead(s->e, la).chunk_ms, batch_limit_get(&s->limit, la));
+    }
 }
 
 static void *worker(void *arg)
@@ -548,7 +558,18 @@ sched *sched_create(es_engine *e, const sched_params *p, char *err, size_t errle
         s->p.max_batch = 1;
     if (s->p.batch_window_ms < 0)
         s->p.batch_window_ms = 0;
+    if (!(s->p.step_budget > 0))
+        s->p.step_budget = 0.5;
     s->frame_s = es_engine_frame_seconds(e);
+    double chunk_s[BL_MAX_MODES];
+    int n_modes = es_engine_lookahead_count(e);
+    if (n_modes > BL_MAX_MODES)
+        n_modes = BL_MAX_MODES;
+    for (int i = 0; i < n_modes; i++)
+        chunk_s[i] = es_engine_lookahead(e, i).chunk_ms / 1000.0;
+    batch_limit_init(&s->limit, n_modes, chunk_s, s->p.step_budget, s->p.max_batch);
+    for (int i = 0; i < n_modes; i++)
+        metrics_batch_limit(es_engine_lookahead(e, i).chunk_ms, batch_limit_get(&s->limit, i));
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);

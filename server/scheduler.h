@@ -61,7 +61,9 @@ typedef struct {
 } sched_open_params;
 
 typedef struct {
-    int max_batch;
+    int max_batch;         /* streams per step at most */
+    double step_budget;    /* a step should take at most this fraction of its mode's chunk
+                              (batch_limit.h); <= 0: 0.5 */
     int batch_window_ms;
     double max_segment_s;
     void (*wake)(void *arg); /* called (on the worker) after results were posted */

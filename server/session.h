@@ -24,6 +24,7 @@ typedef struct {
     int threads;
     int max_sessions;
     int max_batch;
+    double step_budget;      /* a step's share of its chunk duration (batch_limit.h) */
     int batch_window_ms;
     const char *auth_token; /* NULL: no auth */
     const char *tls_cert, *tls_key;

@@ -7,7 +7,8 @@ Starts earshot-server on free ports and checks: /healthz, /v1/models, a golden c
 20 ms messages gives the manifest's streaming text (each decoder, two look-aheads), 50 concurrent
 sessions (batches > 1 in /metrics), end -> finals then close 1000, --max-sessions (over_capacity,
 1013, /healthz 503), bad inputs (their error codes) beside a healthy session, auth (401), and
-SIGTERM (finals, close 1000, exit 0). Prints "N passed, N failed" last; exits 1 on failure.
+SIGTERM (finals, close 1000, exit 0); --backend cuda without a usable GPU exits 2 at once with the
+reason (with a GPU it serves and reports its memory), and /metrics' batch limit and device gauges. Prints "N passed, N failed" last; exits 1 on failure.
 """
 import argparse, base64, http.client, json, os, shutil, signal, socket, ssl, struct, subprocess, sys, tempfile
 import threading, time, wave
@@ -350,6 +351,70 @@ def metric(port, name):
     return None
 
 
+def check_backend_cuda(binary, model):
+    """--backend cuda: without a GPU (or in a build without CUDA) the server must refuse to start
+    with exit 2 and a sentence that says why, promptly; it must never hang or fall back to the
+    CPU. With a GPU it serves, and /metrics reports the GPU memory it holds. Also: a bad
+    --step-budget is refused like any bad option."""
+    for bad in ("0", "1.5", "half"):
+        r = subprocess.run([binary, "--model", model, "--step-budget", bad], capture_output=True, text=True, timeout=30)
+        check("--step-budget %s refused with exit 2 and a reason" % bad,
+              r.returncode == 2 and "--step-budget" in r.stderr, (r.returncode, r.stderr[-300:]))
+    port = free_port()
+    log_path = os.path.join(TMP, "server-cuda.log")
+    with open(log_path, "w+") as log:
+        proc = subprocess.Popen([binary, "--model", model, "--port", str(port), "--backend", "cuda",
+                                 "--max-sessions", "8"], stdout=log, stderr=subprocess.STDOUT)
+        t0, serving = time.time(), False
+        while proc.poll() is None and time.time() - t0 < 60:
+            try:
+                serving = http_get(port, "/healthz")[0] == 200
+                break
+            except OSError:
+                time.sleep(0.1)
+        if serving:
+            total = metric(port, "earshot_device_bytes")
+            per = metric(port, "earshot_device_bytes_per_session")
+            print("      note: a usable GPU here; --backend cuda serves")
+            check("--backend cuda with a GPU: /metrics reports device memory (%s B, %s B per session)" % (total, per),
+                  total and per and 0 < per * 8 < total, (total, per))
+            proc.terminate()
+            proc.wait(timeout=30)
+            return
+        if proc.poll() is None:  # neither serving nor gone within a minute: a hang
+            proc.kill()
+            proc.wait()
+            check("--backend cuda without a GPU exits within 60 s", False, "still running after 60 s")
+            return
+        log.seek(0)
+        text = log.read()
+        elapsed = time.time() - t0
+    print("skipped: no GPU")  # serving with cuda; its refusal is checked instead
+    check("--backend cuda without a GPU: exit 2 within 60 s (%.1f s)" % elapsed, proc.returncode == 2,
+          (proc.returncode, text[-500:]))
+    check("--backend cuda without a GPU: one line says the backend is not available and why",
+          "--backend cuda is not available: " in text and len(text.split("not available: ", 1)[1].strip()) > 5,
+          text[-500:])
+
+
+def check_gauges(port, modes):
+    """The CPU server's /metrics: device memory gauges at 0, a batch limit per latency mode
+    within 1..--max-batch (32 by default)."""
+    st, body = http_get(port, "/metrics")
+    lines = body.splitlines()
+    value = lambda name: next((float(l.split()[-1]) for l in lines if l.startswith(name + " ")), None)
+    check("/metrics: earshot_device_bytes and earshot_device_bytes_per_session, 0 on the CPU",
+          value("earshot_device_bytes") == 0 and value("earshot_device_bytes_per_session") == 0
+          and "# TYPE earshot_device_bytes gauge" in body, [l for l in lines if "device" in l])
+    limits = {}
+    for l in lines:
+        if l.startswith('earshot_batch_limit{chunk_ms="'):
+            limits[int(l.split('"')[1])] = float(l.split()[-1])
+    want = sorted(m[0] for m in modes)
+    check("/metrics: earshot_batch_limit for each latency mode %s, each within 1..32" % want,
+          sorted(limits) == want and all(1 <= v <= 32 for v in limits.values()), limits)
+
+
 def check_slow_readers(binary, model, pcm):
     """Clients that stop reading, against servers with a 4 KB socket send buffer. The model is
     one whose random weights write a lot (ctc_tiny), so messages pile up within seconds."""
@@ -446,6 +511,8 @@ def main():
         las = [tuple(x["att_context_size"]) for x in m0.get("lookaheads", [])]
         check("/v1/models lists the model and its look-aheads",
               m0.get("id") and las == [tuple(m[1]) for m in modes], body)
+        check_gauges(srv.port, modes)
+        check_backend_cuda(a.server, a.model)
 
         if a.opus_tool:
             check_opus(srv.port, a.opus_tool, os.path.join(a.case, "audio.wav"))
