@@ -94,12 +94,12 @@ static cJSON *make_config(const es_random_model_params *p)
     cJSON_AddNumberToObject(enc, "subsampling_factor", 8);
     cJSON_AddNumberToObject(enc, "subsampling_conv_channels", p->sub_channels);
     cJSON_AddBoolToObject(enc, "causal_downsampling", 1);
-    cJSON_AddNumberToObject(enc, "ff_expansion_factor", 4);
+    cJSON_AddNumberToObject(enc, "ff_expansion_factor", p->ff_dim / p->d_model);
     cJSON_AddStringToObject(enc, "self_attention_model", "rel_pos");
     cJSON_AddStringToObject(enc, "att_context_style", "chunked_limited");
     cJSON_AddBoolToObject(enc, "xscaling", 1);
     cJSON_AddBoolToObject(enc, "untie_biases", 1);
-    cJSON_AddNumberToObject(enc, "conv_kernel_size", 9);
+    cJSON_AddNumberToObject(enc, "conv_kernel_size", p->conv_kernel);
     cJSON_AddStringToObject(enc, "conv_norm_type", "layer_norm");
     cJSON_AddStringToObject(enc, "conv_context_size", "causal");
     cJSON_AddNumberToObject(enc, "n_layers", p->n_layers);
@@ -118,9 +118,22 @@ static cJSON *make_config(const es_random_model_params *p)
     return c;
 }
 
-int es_write_random_model(const char *path, const es_random_model_params *p, char *err, size_t errlen)
+int es_write_random_model(const char *path, const es_random_model_params *params, char *err, size_t errlen)
 {
-    int d = p->d_model, C = p->sub_channels, V1 = p->vocab + 1;
+    es_random_model_params full = *params, *p = &full;
+    if (!p->ff_dim)
+        p->ff_dim = 4 * p->d_model;
+    if (!p->conv_kernel)
+        p->conv_kernel = 9;
+    if (p->n_layers < 1 || p->d_model < 8 || p->n_heads < 1 || p->d_model % p->n_heads || p->ff_dim < p->d_model ||
+        p->ff_dim % p->d_model || p->conv_kernel < 1 || p->conv_kernel % 2 == 0 || p->sub_channels < 1 ||
+        p->vocab < 2) {
+        snprintf(err, errlen, "no such model: layers %d, d_model %d, heads %d (must divide d_model), ff %d (a multiple "
+                 "of d_model), conv kernel %d (odd), subsampling channels %d, vocabulary %d",
+                 p->n_layers, p->d_model, p->n_heads, p->ff_dim, p->conv_kernel, p->sub_channels, p->vocab);
+        return -1;
+    }
+    int d = p->d_model, C = p->sub_channels, V1 = p->vocab + 1, F = p->ff_dim, K = p->conv_kernel;
     spec_list l = {0};
     char name[192];
     add(&l, "preprocessor.featurizer.window", FILL_WINDOW, 0, 1, 400, 0, 0, 0);
@@ -142,8 +155,8 @@ int es_write_random_model(const char *path, const es_random_model_params *p, cha
     for (int i = 0; i < p->n_layers; i++) {
 #define P(s) (snprintf(name, sizeof name, "encoder.layers.%d.%s", i, s), name)
         norm(&l, P("norm_feed_forward1"), d);
-        linear(&l, P("feed_forward1.linear1"), 4 * d, d, 1, 0);
-        linear(&l, P("feed_forward1.linear2"), d, 4 * d, 1, 0);
+        linear(&l, P("feed_forward1.linear1"), F, d, 1, 0);
+        linear(&l, P("feed_forward1.linear2"), d, F, 1, 0);
         norm(&l, P("norm_self_att"), d);
         add(&l, P("self_attn.pos_bias_u"), FILL_UNIFORM, d, 2, p->n_heads, d / p->n_heads, 0, 0);
         add(&l, P("self_attn.pos_bias_v"), FILL_UNIFORM, d, 2, p->n_heads, d / p->n_heads, 0, 0);
@@ -154,13 +167,13 @@ int es_write_random_model(const char *path, const es_random_model_params *p, cha
         linear(&l, P("self_attn.linear_pos"), d, d, 0, 0);
         norm(&l, P("norm_conv"), d);
         linear(&l, P("conv.pointwise_conv1"), 2 * d, d, 1, 1);
-        add(&l, P("conv.depthwise_conv.weight"), FILL_UNIFORM, 9, 3, d, 1, 9, 0);
-        add(&l, P("conv.depthwise_conv.bias"), FILL_UNIFORM, 9, 1, d, 0, 0, 0);
+        add(&l, P("conv.depthwise_conv.weight"), FILL_UNIFORM, K, 3, d, 1, K, 0);
+        add(&l, P("conv.depthwise_conv.bias"), FILL_UNIFORM, K, 1, d, 0, 0, 0);
         norm(&l, P("conv.batch_norm"), d);
         linear(&l, P("conv.pointwise_conv2"), d, d, 1, 1);
         norm(&l, P("norm_feed_forward2"), d);
-        linear(&l, P("feed_forward2.linear1"), 4 * d, d, 1, 0);
-        linear(&l, P("feed_forward2.linear2"), d, 4 * d, 1, 0);
+        linear(&l, P("feed_forward2.linear1"), F, d, 1, 0);
+        linear(&l, P("feed_forward2.linear2"), d, F, 1, 0);
         norm(&l, P("norm_out"), d);
 #undef P
     }
@@ -232,6 +245,9 @@ int es_write_random_model(const char *path, const es_random_model_params *p, cha
         fputc(' ', f);
     uint64_t rng = 0x9E3779B97F4A7C15ull;
     size_t written = 0;
+    enum { BUF = 16384 };
+    float buf[BUF]; /* the 24 x 1024 model is 2.4 GB: one fwrite per value would be slow */
+    int nbuf = 0;
     for (int i = 0; i < l.n; i++) {
         while (written < offsets[2 * i]) {
             fputc(0, f);
@@ -253,8 +269,14 @@ int es_write_random_model(const char *path, const es_random_model_params *p, cha
             case FILL_FILTERBANK: v = (u + 1.0f) * 0.01f; break;
             default: v = u * bound; break;
             }
-            fwrite(&v, sizeof v, 1, f);
+            buf[nbuf++] = v;
+            if (nbuf == BUF) {
+                fwrite(buf, sizeof buf[0], (size_t)nbuf, f);
+                nbuf = 0;
+            }
         }
+        fwrite(buf, sizeof buf[0], (size_t)nbuf, f);
+        nbuf = 0;
         written += cnt * sizeof(float);
     }
     rc = ferror(f) ? -1 : 0;
