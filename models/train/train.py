@@ -11,7 +11,9 @@
 #     random (att_context_probs, uniform by default), as NeMo's ConformerEncoder does;
 #   - CTC loss (blank = last id), NeMo's 'mean_batch' reduction (per-utterance sums, batch mean);
 #   - AdamW, Noam (NeMo's NoamAnnealing) or cosine schedule with warmup, gradient clipping.
-# Data: NeMo manifests (JSON lines: audio_filepath, duration, text).  Utterances are sorted by
+# Data: NeMo manifests (JSON lines: audio_filepath, duration, text), or packs of Opus packets
+# (opus_pack.py: a folder given in place of a manifest, decoded into memory at the start; what a
+# GPU machine without libsndfile or room for FLAC trains from, see gpu_train.sh).  Utterances are sorted by
 # duration and cut into batches of at most --batch-seconds of audio; each epoch visits the
 # batches in an order drawn from (seed, epoch), so the data position is just (epoch, index).
 # Checkpoints (--out/last.pt, every --save-every steps and at the end) hold the model, the
@@ -145,7 +147,10 @@ def make_config(a, vocabulary):
 # Data
 # ---------------------------------------------------------------------------
 
-def read_manifest(path, min_dur=0.1, max_dur=20.0):
+def read_manifest(path, min_dur=0.1, max_dur=20.0, jobs=1):
+    if os.path.isdir(path):  # an Opus pack (opus_pack.py)
+        import opus_pack
+        return [it for it in opus_pack.load(path, max_duration=max_dur, jobs=jobs) if it["duration"] >= min_dur]
     items = []
     base = os.path.dirname(os.path.abspath(path))
     with open(path, encoding="utf-8") as f:
@@ -194,12 +199,12 @@ def epoch_order(n_batches, seed, epoch):
 
 
 def collate(items, idxs, sp):
-    audios = [load_audio(items[i]["audio"]) for i in idxs]
+    audios = [items[i]["pcm"] if "pcm" in items[i] else load_audio(items[i]["audio"]) for i in idxs]
     lens = torch.tensor([len(x) for x in audios], dtype=torch.long)
     audio = torch.zeros(len(audios), int(lens.max()))
     for k, x in enumerate(audios):
         audio[k, :len(x)] = torch.from_numpy(x)
-    toks = [sp.encode(items[i]["text"]) for i in idxs]
+    toks = [items[i]["ids"] if "ids" in items[i] else sp.encode(items[i]["text"]) for i in idxs]
     tlen = torch.tensor([len(t) for t in toks], dtype=torch.long)
     targets = torch.zeros(len(toks), max(1, int(tlen.max())), dtype=torch.long)
     for k, t in enumerate(toks):
@@ -332,6 +337,8 @@ def evaluate(model, items, sp, att_context_size=None, batch_seconds=120.0, limit
     sel = items[:limit] if limit else items
     for idxs in make_batches(sel, batch_seconds, 64):
         audio, lens, _, _, _ = collate(sel, idxs, sp)
+        device = next(model.parameters()).device
+        audio, lens = audio.to(device), lens.to(device)
         enc, enc_len = model(audio, lens, att_context_size=att_context_size)
         if model.kind == "ctc" or (model.kind == "hybrid" and decoder == "ctc"):
             hyps = model.ctc_greedy(model.ctc_head(enc), enc_len)
@@ -424,6 +431,7 @@ def build_parser():
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-limit", type=int, default=200)
     ap.add_argument("--deadline", help="stop (checkpoint, export) at this UTC time, HH:MM")
+    ap.add_argument("--minutes", type=float, help="stop (checkpoint, export) after this many minutes of training")
     ap.add_argument("--no-export", action="store_true")
     return ap
 
@@ -436,7 +444,7 @@ def main(argv=None):
     if args.resume:
         resume = torch.load(ckpt_path, map_location="cpu")
         keep = {k: v for k, v in vars(args).items() if k in ("resume", "max_steps", "threads", "device",
-                                                             "deadline", "log_every", "no_export")}
+                                                             "deadline", "minutes", "log_every", "no_export")}
         vars(args).update(resume["args"])
         vars(args).update(keep)
     if not args.total_steps:
@@ -448,7 +456,7 @@ def main(argv=None):
     rng = random.Random(args.seed)
 
     tok_dir = args.tokenizer or os.path.join(args.out, "tokenizer")
-    train_items = read_manifest(args.train_manifest, max_dur=args.max_duration)
+    train_items = read_manifest(args.train_manifest, max_dur=args.max_duration, jobs=args.threads)
     if not os.path.exists(os.path.join(tok_dir, "tokenizer.model")):
         tokenizer_mod.train_tokenizer((it["text"] for it in train_items), tok_dir, args.vocab_size)
     args.tokenizer = tok_dir
@@ -462,7 +470,7 @@ def main(argv=None):
         model.load_state_dict(sd)
     device = torch.device(args.device)
     model.to(device)
-    dev_items = read_manifest(args.dev_manifest) if args.dev_manifest else []
+    dev_items = read_manifest(args.dev_manifest, jobs=args.threads) if args.dev_manifest else []
 
     decay, no_decay = [], []
     for n, p in model.named_parameters():
@@ -494,6 +502,9 @@ def main(argv=None):
         hh, mm = map(int, args.deadline.split(":"))
         now = time.gmtime()
         deadline = time.time() + ((hh * 60 + mm) - (now.tm_hour * 60 + now.tm_min)) * 60 - now.tm_sec
+    if args.minutes:
+        until = time.time() + args.minutes * 60
+        deadline = until if deadline is None else min(deadline, until)
 
     model.train()
     order = epoch_order(len(batches), args.seed, pos["epoch"])

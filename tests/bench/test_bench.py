@@ -11,18 +11,10 @@ refuses with exit 2 and the reason. Prints "N passed, N failed" last; exits 1 on
 """
 import argparse, json, os, re, shutil, subprocess, sys, tempfile
 
-passed = failed = 0
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "server"))
+import test_server as ts  # noqa: E402  (the shared check, counting in ts.passed / ts.failed)
 
-
-def check(name, ok, detail=""):
-    global passed, failed
-    if ok:
-        passed += 1
-        print("ok    " + name)
-    else:
-        failed += 1
-        print("FAIL  " + name + ("\n      " + str(detail)[:1500] if detail else ""))
-    sys.stdout.flush()
+check = ts.check
 
 
 TINY = ["--layers", "2", "--d-model", "64", "--heads", "2", "--ff", "128", "--conv-kernel", "5",
@@ -111,8 +103,8 @@ def main():
                   (r.returncode, r.stdout[-800:], r.stderr[-800:]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    print("%d passed, %d failed" % (passed, failed))
-    return 1 if failed else 0
+    print("%d passed, %d failed" % (ts.passed, ts.failed))
+    return 1 if ts.failed else 0
 
 
 if __name__ == "__main__":

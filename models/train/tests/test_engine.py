@@ -220,6 +220,41 @@ def main(argv=None):
         res.check(state_equal(ca["rng"]["torch"], cb["rng"]["torch"]) and ca["rng"]["python"] == cb["rng"]["python"],
                   "resume: RNG states identical")
 
+        # 2b. the Opus pack a GPU machine trains from (opus_pack.py): decoded audio lines up with
+        # the original, token ids are SentencePiece's, and train.py trains from the pack
+        pack = os.path.join(work, "pack")
+        rc, out = run([PY, os.path.join(TRAIN, "opus_pack.py"), "--manifest", os.path.join(data, "train.json"),
+                       "--tokenizer", tok, "--out", pack])
+        if res.check(rc == 0, "opus_pack packs the training set", out.strip()):
+            import opus_pack
+            import soundfile
+            import tokenizer as tokenizer_mod
+            sp_tok = tokenizer_mod.load(tok)
+            items = opus_pack.load(pack)
+            man = [json.loads(ln) for ln in open(os.path.join(data, "train.json"))]
+            # Opus is a perceptual codec (noisy utterances lose a lot of waveform SNR), so what
+            # is checked is the alignment: same length, and the best of +-160 sample lags is 0 (Opus delays by 104)
+            worst_corr, lengths_ok, lags_ok, ids_ok = 1.0, len(items) == len(man), True, True
+            for it, m in zip(items, man):
+                x, _ = soundfile.read(m["audio_filepath"], dtype="float32")
+                y = it["pcm"]
+                lengths_ok &= len(x) == len(y)
+                if len(x) == len(y):
+                    def corr(lag):
+                        a, b = (x[lag:], y[:len(y) - lag]) if lag >= 0 else (x[:lag], y[-lag:])
+                        return float(np.dot(a, b) / max(1e-9, np.sqrt(float(np.dot(a, a)) * float(np.dot(b, b)))))
+                    lags_ok &= max(range(-160, 161), key=corr) == 0
+                    worst_corr = min(worst_corr, corr(0))
+                ids_ok &= it["ids"] == sp_tok.encode(m["text"]) and it["text"] == m["text"]
+            res.check(lengths_ok and lags_ok and worst_corr > 0.5, "opus pack: decoded audio has every sample in place",
+                      "lengths %s, lags %s, worst correlation %.2f" % (lengths_ok, lags_ok, worst_corr))
+            res.check(ids_ok, "opus pack: texts and token ids are the manifest's")
+            rc, out = run([PY, os.path.join(TRAIN, "train.py"), "--train-manifest", pack, "--dev-manifest", pack,
+                           "--tokenizer", tok, "--out", os.path.join(work, "run_pack"), "--max-steps", "2",
+                           "--eval-every", "2", "--minutes", "5", "--no-export"] + MODEL_ARGS)
+            res.check(rc == 0 and "dev WER" in out, "train.py trains and evaluates from an Opus pack",
+                      out.strip().splitlines()[-1] if out.strip() else "")
+
         # 3. keep training run_a (resume) to --steps, export
         rc, out = run(base + ["--out", ra, "--max-steps", str(a.steps), "--resume"])
         if not res.check(rc == 0, "train to %d steps" % a.steps):
