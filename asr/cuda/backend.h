@@ -56,8 +56,9 @@ typedef struct {
     size_t cap;
 } buffer;
 
-/* A captured step, for one shape (totals and flags). */
-#define MAX_GRAPHS 32
+/* A captured step, for one shape (totals and whether it has the CTC head). 64: the 25 buckets
+   up to 4096 streams for two latency modes, with room for exact shapes. */
+#define MAX_GRAPHS 64
 typedef struct {
     es_cuda_totals key;
     unsigned flags;
@@ -93,8 +94,10 @@ struct es_cuda {
     int pos_top, pos_rows; /* the position table now in D_PE / D_POS */
     float *pos_host;
     size_t pos_host_cap;
-    es_cuda_stream *plan; /* the last step's plan (in H_PLAN) */
-    int last_n;
+    es_cuda_stream *plan; /* the last step's plan (in H_PLAN), real streams first */
+    int last_n;           /* the last step's real streams (padding streams follow them in plan) */
+    es_encoder_input *pad_in; /* a padded step's inputs */
+    int pad_cap;
     int use_graphs;
     graph_entry graphs[MAX_GRAPHS];
     int n_graphs;

@@ -75,6 +75,43 @@ typedef struct {
 int es_cuda_plan(const es_model *m, const es_encoder_input *in, int n, es_cuda_stream *streams, int *row_stream,
                  es_cuda_totals *totals, char *err, size_t errlen);
 
+/* ---- batch-size buckets (cuda_plan.c): few shapes, so CUDA graphs are replayed ----
+
+   A step's graph is keyed by its es_cuda_totals: streams n, rows N = sum T, the widest chunk,
+   the largest C + T and T. When every stream streams (slot >= 0) with one T and one C, they
+   depend on n and the widest width alone: the cache fill, keep_all and the valid lengths are
+   read from device memory or only change what comes back, and first chunks (narrower, no
+   pre-encode drop) usually give as many frames as later ones. Such a step is padded up to a
+   bucket of batch sizes with copies of its widest stream on the scratch slot (slot n_slots,
+   which the backend allocates and never hands out), so a batch whose size changes every step
+   replays one graph per bucket instead of capturing one per size. Buckets: every power of two
+   up to ES_CUDA_BUCKET_POW2_MAX (a step that small is launch-bound, so even doubling it costs
+   little), then four per octave (less than 25 % padding: 257 -> 320, 1025 -> 1280). Steps
+   larger than ES_CUDA_BUCKET_MAX are not padded. */
+#define ES_CUDA_BUCKET_POW2_MAX 256
+#define ES_CUDA_BUCKET_MAX (1 << 20)
+
+/* The smallest bucket >= n (n itself when n < 1 or n > ES_CUDA_BUCKET_MAX). */
+int es_cuda_bucket(int n);
+/* The stream whose copies pad this step (the widest), or -1 when padding would change its
+   shape: a stream that does not stream or that es_cuda_plan refuses, or two streams whose T
+   (encoder frames after the drop) or C (attention cache size) differ. */
+int es_cuda_pad_template(const es_model *m, const es_encoder_input *in, int n);
+/* The streams the step runs with: es_cuda_bucket(n) when it can be padded, else n (its exact
+   shape). */
+int es_cuda_padded_n(const es_model *m, const es_encoder_input *in, int n);
+/* padded[0..n) = in[0..n) unchanged, then n_pad - n padding streams with in[tmpl]'s width,
+   look-ahead and drop, all columns valid, not keep_all, on scratch_slot, with features NULL
+   (the step feeds them zeros). Padding streams come last, so real streams keep their rows.
+   padded may be in when it has room for n_pad. */
+void es_cuda_pad_inputs(const es_encoder_input *in, int n, int n_pad, int tmpl, int scratch_slot,
+                        es_encoder_input *padded);
+/* Stacked rows of streams [0, n) of a plan: everything the caller gets back lies in them. */
+int es_cuda_real_rows(const es_cuda_stream *plan, int n);
+/* out[0..n) from the plan of the (possibly padded) step: frames (NULL when not copied back)
+   at each real stream's first row, n_frames its n_out. Nothing of a padding stream. */
+void es_cuda_map_outputs(const es_cuda_stream *plan, int n, const float *frames, int d, es_encoder_output *out);
+
 /* The key/value rings (shared by the kernels and the tests): NeMo's cache row j, oldest first,
    lies at ring row ES_RING_ROW(head, j, C); a step that keeps `keep` fresh rows writes fresh
    row r (from ES_RING_FIRST(keep, C) on; earlier ones would be dropped at once) at ring row
@@ -110,7 +147,8 @@ enum { ES_CUDA_FRAMES = 1, ES_CUDA_CTC_IDS = 2 };
 /* 1 when a CUDA device can be used; else 0 and one sentence in msg. */
 int es_cuda_available(char *msg, size_t msglen);
 
-/* Uploads the model and reserves caches for n_slots slots (0 = offline only). */
+/* Uploads the model and reserves caches for n_slots slots (0 = offline only), plus the
+   scratch slot n_slots that padding streams share. */
 es_cuda *es_cuda_create(const es_model *m, int n_slots, char *err, size_t errlen);
 void es_cuda_free(es_cuda *c);
 
@@ -119,7 +157,9 @@ int es_cuda_clear_slot(es_cuda *c, int slot);
 
 /* One batched step. With ES_CUDA_FRAMES, out[b].frames points into a host buffer of the
    backend (valid until the next step); without it, out[b].frames is NULL and only n_frames
-   is set. With ES_CUDA_CTC_IDS, es_cuda_ctc_ids gives each stream's per-frame argmax. */
+   is set. With ES_CUDA_CTC_IDS, es_cuda_ctc_ids gives each stream's per-frame argmax. With
+   graphs on, a step that can be padded runs padded to its bucket (above); out, the CTC ids and RNNT see
+   only the n real streams. */
 int es_cuda_step(es_cuda *c, const es_encoder_input *in, int n, unsigned flags, es_encoder_output *out, char *err,
                  size_t errlen);
 /* Steps run by replaying a CUDA graph so far (0 when graphs are off or could not be captured). */

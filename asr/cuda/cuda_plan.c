@@ -4,8 +4,8 @@
  * Everything here is plain C and built in every configuration, so the unit tests check it
  * against the CPU encoder's numbers on machines without a GPU: the step plan (validation, row
  * offsets, lengths through the subsampling, what the caches keep, how many frames come back),
- * the device cache layout, batch norm folded into the depthwise convolution, and the
- * sinusoidal position table.
+ * the batch-size buckets a step is padded to for CUDA graphs, the device cache layout, batch
+ * norm folded into the depthwise convolution, and the sinusoidal position table.
  */
 #include "cuda_backend.h"
 #include "../decoder.h"
@@ -104,6 +104,84 @@ int es_cuda_plan(const es_model *m, const es_encoder_input *in, int n, es_cuda_s
         t->sub_C[i + 1] = m->sub[i].out_ch;
     }
     return 0;
+}
+
+/* ---- batch-size buckets ---- */
+
+int es_cuda_bucket(int n)
+{
+    if (n < 1 || n > ES_CUDA_BUCKET_MAX)
+        return n;
+    int p = 1;
+    while (p < n)
+        p <<= 1;
+    if (p <= ES_CUDA_BUCKET_POW2_MAX)
+        return p;
+    /* p/2 < n <= p: four buckets in (p/2, p], p/8 apart, so the padding stays under a quarter
+       of p/2 < n */
+    int step = p / 8;
+    return (n + step - 1) / step * step;
+}
+
+/* T and C of a streaming input (what it adds to the step's shape), or 0 for an input that
+   does not stream or that es_cuda_plan would refuse. */
+static int stream_shape(const es_model *m, const es_encoder_input *x, int *T, int *C)
+{
+    if (x->slot < 0 || x->lookahead < 0 || x->lookahead >= m->n_lookaheads || x->width < 1 || x->drop_extra < 0)
+        return 0;
+    *T = es_encoder_subsampled_length(m, x->width) - x->drop_extra;
+    *C = m->streaming[x->lookahead].last_channel_cache_size;
+    return *T >= 1;
+}
+
+int es_cuda_pad_template(const es_model *m, const es_encoder_input *in, int n)
+{
+    /* the step's totals are n, N = sum T, max C + T, max T and the widest width; with one T
+       and one C for every stream they depend on n and the widest width alone, and a copy of
+       the widest stream keeps them so (first chunks are narrower but usually as many frames) */
+    int T0, C0, widest = 0;
+    if (n < 1 || !stream_shape(m, &in[0], &T0, &C0))
+        return -1;
+    for (int b = 1; b < n; b++) {
+        int T, C;
+        if (!stream_shape(m, &in[b], &T, &C) || T != T0 || C != C0)
+            return -1;
+        if (in[b].width > in[widest].width)
+            widest = b;
+    }
+    return widest;
+}
+
+int es_cuda_padded_n(const es_model *m, const es_encoder_input *in, int n)
+{
+    return es_cuda_pad_template(m, in, n) >= 0 ? es_cuda_bucket(n) : n;
+}
+
+void es_cuda_pad_inputs(const es_encoder_input *in, int n, int n_pad, int tmpl, int scratch_slot,
+                        es_encoder_input *padded)
+{
+    if (n < 1 || tmpl < 0 || tmpl >= n)
+        return; /* no shape to copy */
+    const es_encoder_input *x = &in[tmpl];
+    if (padded != in)
+        memcpy(padded, in, sizeof *in * (size_t)n);
+    for (int b = n; b < n_pad; b++)
+        padded[b] = (es_encoder_input){.features = NULL, .width = x->width, .length = x->width,
+                                       .lookahead = x->lookahead, .drop_extra = x->drop_extra, .keep_all = 0,
+                                       .slot = scratch_slot};
+}
+
+int es_cuda_real_rows(const es_cuda_stream *plan, int n)
+{
+    return n > 0 ? plan[n - 1].rows + plan[n - 1].T : 0;
+}
+
+void es_cuda_map_outputs(const es_cuda_stream *plan, int n, const float *frames, int d, es_encoder_output *out)
+{
+    for (int b = 0; b < n; b++) {
+        out[b].frames = frames ? frames + (size_t)plan[b].rows * d : NULL;
+        out[b].n_frames = plan[b].n_out;
+    }
 }
 
 static size_t round256(size_t x)

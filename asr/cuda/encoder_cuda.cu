@@ -20,14 +20,31 @@
  * Workspace buffers grow on demand and are kept, so steady streaming allocates nothing.
  *
  * CUDA graphs: the launches of phases 2-4 depend only on the step's shapes (es_cuda_totals:
- * streams, rows, widths, key lengths) and on buffer addresses; everything per stream (rows,
- * slots, look-aheads, lengths) is read from the plan in device memory. So the launches are
+ * streams, rows, widest chunk, largest key length and chunk), on whether the CTC head runs,
+ * and on buffer addresses; everything per stream (rows, slots, look-aheads, lengths, the
+ * cache fill) is read from the plan and the caches in device memory. So the launches are
  * captured once per distinct shape into a graph and replayed whenever a step has that shape
- * again, as steady streaming does at every step (the first step of a shape runs directly, the
- * second is captured). All allocation and host-side choice happens before the launches (a
- * captured step may allocate nothing); a buffer that moves drops every graph. If a capture
- * fails (a library call that cannot be captured), the backend turns graphs off and launches
- * directly from then on. EARSHOT_CUDA_GRAPHS=0 turns them off from the start.
+ * again (the first step of a shape runs directly, the second is captured).
+ *
+ * Buckets: under continuous batching the number of streams changes almost every step. When
+ * every stream of a step streams with one T (frames after the drop) and one C (cache size),
+ * as in steady streaming of one latency mode, first chunks included when they give as many
+ * frames, the shape depends on the number of streams and the widest chunk alone; such a step
+ * is padded up to a bucket of batch sizes (es_cuda_bucket: powers of two up to 256, then four
+ * per octave, less than 25 % padding) with copies of its widest stream. The padding streams
+ * all address the scratch slot n_slots, which es_cuda_create allocates beyond the real ones
+ * and never hands out, so they change no real state; they come after the real streams, whose
+ * rows stay where they were, read zero features, and nothing of theirs is copied back or
+ * decoded. Every operation keeps streams apart (GEMMs and norms by row, the subsampling convs
+ * by sample, attention and the conv by stream), and their racing writes to the scratch slot
+ * leave its length and ring head in range, so they cannot disturb a real stream. Other steps
+ * (a stream's last chunk, mixed latency modes, offline passes) run with their exact shape.
+ *
+ * At most MAX_GRAPHS shapes are kept; shapes seen once are evicted before captured graphs.
+ * All allocation and host-side choice happens before the launches (a captured step may
+ * allocate nothing); a buffer that moves drops every graph. If a capture fails (a library
+ * call that cannot be captured), the backend turns graphs off and launches directly, without
+ * padding, from then on. EARSHOT_CUDA_GRAPHS=0 turns graphs and padding off from the start.
  */
 #include "backend.h"
 
@@ -183,13 +200,15 @@ extern "C" void es_cuda_free(es_cuda *c)
     if (c->stream)
         cudaStreamDestroy(c->stream);
     free(c->pos_host);
+    free(c->pad_in);
     free(c);
 }
 
-/* One region of every slot: n_slots * stride bytes, zeroed. */
-static int alloc_region(void **p, size_t stride, int n_slots, char *err, size_t errlen)
+/* One region of every slot: slots * stride bytes, zeroed (the scratch slot starts as a new
+   stream's state, like the others). */
+static int alloc_region(void **p, size_t stride, int slots, char *err, size_t errlen)
 {
-    size_t bytes = stride * (size_t)(n_slots > 0 ? n_slots : 1);
+    size_t bytes = stride * (size_t)slots;
     if (ck(cudaMalloc(p, bytes), "reserving the stream caches", err, errlen))
         return -1;
     return ck(cudaMemset(*p, 0, bytes), "zeroing the stream caches", err, errlen);
@@ -208,7 +227,7 @@ extern "C" es_cuda *es_cuda_create(const es_model *m, int n_slots, char *err, si
         return NULL;
     }
     c->m = m;
-    c->n_slots = n_slots;
+    c->n_slots = n_slots > 0 ? n_slots : 0;
     c->pos_top = c->pos_rows = -1;
     const char *g = getenv("EARSHOT_CUDA_GRAPHS");
     c->use_graphs = !(g && strcmp(g, "0") == 0);
@@ -245,16 +264,19 @@ extern "C" es_cuda *es_cuda_create(const es_model *m, int n_slots, char *err, si
     k->len_stride = c->layout.length / sizeof(int);
     k->max_cache = m->max_cache_size;
     k->k1 = m->conv_kernel - 1;
-    if (alloc_region((void **)&k->key, c->layout.key, n_slots, err, errlen) ||
-        alloc_region((void **)&k->value, c->layout.value, n_slots, err, errlen) ||
-        alloc_region((void **)&k->time, c->layout.time, n_slots, err, errlen) ||
-        alloc_region((void **)&k->length, c->layout.length, n_slots, err, errlen) ||
-        (m->has_rnnt && alloc_region((void **)&c->rnnt_state, c->layout.rnnt, n_slots, err, errlen))) {
+    /* the slots handed out, plus the scratch slot (index n_slots) that every padding stream of
+       a bucketed step reads and writes; es_cuda_step and es_cuda_clear_slot refuse it */
+    int slots = (n_slots > 0 ? n_slots : 0) + 1;
+    if (alloc_region((void **)&k->key, c->layout.key, slots, err, errlen) ||
+        alloc_region((void **)&k->value, c->layout.value, slots, err, errlen) ||
+        alloc_region((void **)&k->time, c->layout.time, slots, err, errlen) ||
+        alloc_region((void **)&k->length, c->layout.length, slots, err, errlen) ||
+        (m->has_rnnt && alloc_region((void **)&c->rnnt_state, c->layout.rnnt, slots, err, errlen))) {
         es_cuda_free(c);
         return NULL;
     }
     c->rnnt_stride = c->layout.rnnt;
-    c->cache_bytes = es_cuda_layout_bytes(&c->layout) * (size_t)(n_slots > 0 ? n_slots : 1);
+    c->cache_bytes = es_cuda_layout_bytes(&c->layout) * (size_t)slots;
     return c;
 }
 
@@ -560,8 +582,20 @@ static int compute(es_cuda *c, const es_cuda_totals *t, unsigned flags, char *er
     return 0;
 }
 
-/* The entry of this shape, or a new one (*fresh = 1; the least recently used is evicted when
-   the table is full). */
+/* The entry to evict from a full table: the least recently used shape seen only once (no
+   graph yet), so that one-off shapes (mixed steps) do not push out the buckets' graphs; the
+   least recently used of all when every entry has a graph. */
+static int graph_victim(const es_cuda *c)
+{
+    int old = -1;
+    for (int pass = 0; pass < 2 && old < 0; pass++)
+        for (int i = 0; i < c->n_graphs; i++)
+            if ((pass == 1 || !c->graphs[i].exec) && (old < 0 || c->graphs[i].last_used < c->graphs[old].last_used))
+                old = i;
+    return old;
+}
+
+/* The entry of this shape, or a new one (*fresh = 1; one is evicted when the table is full). */
 static graph_entry *graph_slot(es_cuda *c, const es_cuda_totals *t, unsigned flags, int *fresh)
 {
     *fresh = 0;
@@ -570,10 +604,7 @@ static graph_entry *graph_slot(es_cuda *c, const es_cuda_totals *t, unsigned fla
             return &c->graphs[i];
     *fresh = 1;
     if (c->n_graphs == MAX_GRAPHS) {
-        int old = 0;
-        for (int i = 1; i < c->n_graphs; i++)
-            if (c->graphs[i].last_used < c->graphs[old].last_used)
-                old = i;
+        int old = graph_victim(c);
         if (c->graphs[old].exec)
             cudaGraphExecDestroy(c->graphs[old].exec);
         c->graphs[old] = c->graphs[--c->n_graphs];
@@ -590,6 +621,7 @@ static graph_entry *graph_slot(es_cuda *c, const es_cuda_totals *t, unsigned fla
    it; later ones replay it. */
 static int compute_graph(es_cuda *c, const es_cuda_totals *t, unsigned flags, char *err, size_t errlen)
 {
+    flags &= ES_CUDA_CTC_IDS; /* the only flag compute() looks at: the copies back are not captured */
     int fresh;
     graph_entry *g = graph_slot(c, t, flags, &fresh);
     g->last_used = ++c->clock;
@@ -622,6 +654,31 @@ static int compute_graph(es_cuda *c, const es_cuda_totals *t, unsigned flags, ch
     return ck(cudaGraphLaunch(g->exec, c->stream), "launching the step's graph", err, errlen);
 }
 
+/* The inputs the step runs with: with graphs on, a step that can be padded padded to its
+   bucket (padding streams on the scratch slot, after the real ones), else the caller's.
+   *run_n is their count. */
+static int pad_step(es_cuda *c, const es_encoder_input *in, int n, const es_encoder_input **run, int *run_n,
+                    char *err, size_t errlen)
+{
+    *run = in;
+    *run_n = n;
+    int tmpl = c->use_graphs ? es_cuda_pad_template(c->m, in, n) : -1;
+    int n_pad = tmpl >= 0 ? es_cuda_bucket(n) : n;
+    if (n_pad == n)
+        return 0;
+    if (n_pad > c->pad_cap) {
+        es_encoder_input *p = (es_encoder_input *)realloc(c->pad_in, sizeof *p * (size_t)n_pad);
+        if (!p)
+            return failf(err, errlen, "out of memory");
+        c->pad_in = p;
+        c->pad_cap = n_pad;
+    }
+    es_cuda_pad_inputs(in, n, n_pad, tmpl, c->n_slots, c->pad_in);
+    *run = c->pad_in;
+    *run_n = n_pad;
+    return 0;
+}
+
 extern "C" int es_cuda_step(es_cuda *c, const es_encoder_input *in, int n, unsigned flags, es_encoder_output *out,
                             char *err, size_t errlen)
 {
@@ -636,22 +693,26 @@ extern "C" int es_cuda_step(es_cuda *c, const es_encoder_input *in, int n, unsig
     if ((flags & ES_CUDA_CTC_IDS) && !m->has_ctc)
         return failf(err, errlen, "the model has no CTC head");
 
-    /* 1. plan into the pinned buffer */
+    /* 1. plan into the pinned buffer, for the padded step when it is padded: from here on the
+       step has nr streams, the first n of them the caller's */
+    const es_encoder_input *run;
+    int nr;
     es_cuda_totals t;
-    if (grow_host(c, H_PLAN, sizeof(es_cuda_stream) * (size_t)n, err, errlen) ||
-        es_cuda_plan(m, in, n, (es_cuda_stream *)c->host[H_PLAN].p, NULL, &t, err, errlen))
+    if (pad_step(c, in, n, &run, &nr, err, errlen) ||
+        grow_host(c, H_PLAN, sizeof(es_cuda_stream) * (size_t)nr, err, errlen) ||
+        es_cuda_plan(m, run, nr, (es_cuda_stream *)c->host[H_PLAN].p, NULL, &t, err, errlen))
         return -1;
-    size_t plan_bytes = sizeof(es_cuda_stream) * (size_t)n + sizeof(int) * (size_t)t.N;
+    size_t plan_bytes = sizeof(es_cuda_stream) * (size_t)nr + sizeof(int) * (size_t)t.N;
     if (grow_host(c, H_PLAN, plan_bytes, err, errlen))
         return -1;
     es_cuda_stream *plan = (es_cuda_stream *)c->host[H_PLAN].p;
-    es_cuda_plan(m, in, n, plan, (int *)(plan + n), &t, err, errlen);
+    es_cuda_plan(m, run, nr, plan, (int *)(plan + nr), &t, err, errlen);
     if (attention_smem(t.max_klen, m->d_head) > c->max_smem)
         return failf(err, errlen, "a chunk of %d frames with its cache is too long for the GPU attention kernel",
                      t.max_klen);
 
     /* every buffer the step uses, sized before the first launch */
-    size_t feat = (size_t)n * t.max_width * F;
+    size_t feat = (size_t)nr * t.max_width * F;
     size_t hid = (size_t)(m->ff_dim > 3 * d ? m->ff_dim : 3 * d); /* ff hidden, qkv, pw1 */
     int N = t.N, ctc = (flags & ES_CUDA_CTC_IDS) != 0;
     if (grow_host(c, H_FEAT, sizeof(float) * feat, err, errlen) ||
@@ -670,10 +731,16 @@ extern "C" int es_cuda_step(es_cuda *c, const es_encoder_input *in, int n, unsig
         prepare_subsampling(c, &t, err, errlen) || positions(c, &t, err, errlen))
         return -1;
 
-    /* the plan and the features over */
+    /* the plan and the features over; padding streams get zeros (finite, like a real chunk's) */
     float *fh = (float *)c->host[H_FEAT].p;
-    for (int b = 0; b < n; b++)
-        memcpy(fh + (size_t)b * t.max_width * F, in[b].features, sizeof(float) * (size_t)in[b].width * F);
+    for (int b = 0; b < nr; b++) {
+        float *dst = fh + (size_t)b * t.max_width * F;
+        size_t bytes = sizeof(float) * (size_t)run[b].width * F;
+        if (b < n)
+            memcpy(dst, run[b].features, bytes);
+        else
+            memset(dst, 0, bytes);
+    }
     if (ck(cudaMemcpyAsync(c->dev[D_PLAN].p, plan, plan_bytes, cudaMemcpyHostToDevice, c->stream),
            "uploading the plan", err, errlen) ||
         ck(cudaMemcpyAsync(c->dev[D_FEAT].p, fh, sizeof(float) * feat, cudaMemcpyHostToDevice, c->stream),
@@ -684,25 +751,24 @@ extern "C" int es_cuda_step(es_cuda *c, const es_encoder_input *in, int n, unsig
     if ((c->use_graphs ? compute_graph(c, &t, flags, err, errlen) : compute(c, &t, flags, err, errlen)) != 0)
         return -1;
 
-    /* what the caller wants back, then the one synchronisation */
+    /* what the caller wants back, the real streams' rows only (they come first), then the one
+       synchronisation */
+    size_t real = (size_t)es_cuda_real_rows(plan, n);
     if ((flags & ES_CUDA_FRAMES) &&
-        ck(cudaMemcpyAsync(c->host[H_FRAMES].p, c->dev[D_X].p, sizeof(float) * (size_t)N * d, cudaMemcpyDeviceToHost,
+        ck(cudaMemcpyAsync(c->host[H_FRAMES].p, c->dev[D_X].p, sizeof(float) * real * d, cudaMemcpyDeviceToHost,
                            c->stream),
            "copying frames back", err, errlen))
         return -1;
-    if (ctc && ck(cudaMemcpyAsync(c->host[H_IDS].p, c->dev[D_IDS].p, sizeof(int) * (size_t)N, cudaMemcpyDeviceToHost,
+    if (ctc && ck(cudaMemcpyAsync(c->host[H_IDS].p, c->dev[D_IDS].p, sizeof(int) * real, cudaMemcpyDeviceToHost,
                                   c->stream),
                   "copying CTC ids back", err, errlen))
         return -1;
     if (ck(cudaGetLastError(), "launching the step", err, errlen) ||
         ck(cudaStreamSynchronize(c->stream), "the step", err, errlen))
         return -1;
-    for (int b = 0; b < n; b++) {
-        out[b].frames = (flags & ES_CUDA_FRAMES) ? (const float *)c->host[H_FRAMES].p + (size_t)plan[b].rows * d : NULL;
-        out[b].n_frames = plan[b].n_out;
-    }
+    es_cuda_map_outputs(plan, n, (flags & ES_CUDA_FRAMES) ? (const float *)c->host[H_FRAMES].p : NULL, d, out);
     c->plan = plan;
-    c->last_n = n;
+    c->last_n = n; /* es_cuda_ctc_ids and es_cuda_rnnt see the real streams only */
     return 0;
 }
 

@@ -502,32 +502,9 @@ void k_len_update(dev_caches caches, const es_cuda_stream *streams, int n, cudaS
 
 __global__ static void argmax_kernel(const float *logits, int cols, int *ids)
 {
-    __shared__ float best_v[THREADS];
-    __shared__ int best_i[THREADS];
-    const float *row = logits + (size_t)blockIdx.x * cols;
-    float bv = -INFINITY;
-    int bi = cols; /* past the end: loses every tie */
-    for (int v = threadIdx.x; v < cols; v += blockDim.x)
-        if (row[v] > bv) { /* ascending and strict: this thread's first maximum */
-            bv = row[v];
-            bi = v;
-        }
-    best_v[threadIdx.x] = bv;
-    best_i[threadIdx.x] = bi;
-    __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half >>= 1) {
-        if (threadIdx.x < half) {
-            float ov = best_v[threadIdx.x + half];
-            int oi = best_i[threadIdx.x + half];
-            if (ov > best_v[threadIdx.x] || (ov == best_v[threadIdx.x] && oi < best_i[threadIdx.x])) {
-                best_v[threadIdx.x] = ov;
-                best_i[threadIdx.x] = oi;
-            }
-        }
-        __syncthreads();
-    }
+    int k = block_argmax(logits + (size_t)blockIdx.x * cols, cols);
     if (threadIdx.x == 0)
-        ids[blockIdx.x] = best_i[0] < cols ? best_i[0] : 0;
+        ids[blockIdx.x] = k;
 }
 
 void k_argmax(const float *logits, int rows, int cols, int *ids, cudaStream_t st)

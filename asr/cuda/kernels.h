@@ -107,4 +107,37 @@ void k_len_update(dev_caches caches, const es_cuda_stream *streams, int n, cudaS
 /* ids[r] = argmax over v of logits[r][v] (first maximum wins, as torch.argmax). */
 void k_argmax(const float *logits, int rows, int cols, int *ids, cudaStream_t st);
 
+
+/* The index of the first maximum of row[0..cols), found by one block (blockDim.x a power of two,
+   at most 1024): each thread scans a stride, then a tree keeps the larger value and, on a tie,
+   the smaller index, so the answer is a sequential scan's (greedy CTC and RNNT must pick what
+   the CPU picks). Every thread of the block gets it; 0 for an empty or all-NaN row. */
+static __device__ inline int block_argmax(const float *row, int cols)
+{
+    __shared__ float best_v[1024];
+    __shared__ int best_i[1024];
+    float bv = -INFINITY;
+    int bi = cols; /* past the end: loses every tie */
+    for (int v = threadIdx.x; v < cols; v += blockDim.x)
+        if (row[v] > bv) { /* ascending and strict: this thread's first maximum */
+            bv = row[v];
+            bi = v;
+        }
+    best_v[threadIdx.x] = bv;
+    best_i[threadIdx.x] = bi;
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half >>= 1) {
+        if (threadIdx.x < half) {
+            float ov = best_v[threadIdx.x + half];
+            int oi = best_i[threadIdx.x + half];
+            if (ov > best_v[threadIdx.x] || (ov == best_v[threadIdx.x] && oi < best_i[threadIdx.x])) {
+                best_v[threadIdx.x] = ov;
+                best_i[threadIdx.x] = oi;
+            }
+        }
+        __syncthreads();
+    }
+    return best_i[0] < cols ? best_i[0] : 0;
+}
+
 #endif

@@ -156,34 +156,10 @@ __global__ static void joint_in_kernel(const rnnt_job *jobs, int B, char *states
 __global__ static void advance_kernel(rnnt_job *jobs, char *states, size_t stride, int H, const float *logits, int V1,
                                       int blank, int max_symbols, int *tokens, int cap, int *count)
 {
-    __shared__ float best_v[THREADS];
-    __shared__ int best_i[THREADS];
     rnnt_job *j = &jobs[blockIdx.x];
     if (!j->active)
         return;
-    const float *row = logits + (size_t)blockIdx.x * V1;
-    float bv = -INFINITY;
-    int bi = V1;
-    for (int v = threadIdx.x; v < V1; v += blockDim.x)
-        if (row[v] > bv) {
-            bv = row[v];
-            bi = v;
-        }
-    best_v[threadIdx.x] = bv;
-    best_i[threadIdx.x] = bi;
-    __syncthreads();
-    for (int half = blockDim.x / 2; half > 0; half >>= 1) {
-        if (threadIdx.x < half) {
-            float ov = best_v[threadIdx.x + half];
-            int oi = best_i[threadIdx.x + half];
-            if (ov > best_v[threadIdx.x] || (ov == best_v[threadIdx.x] && oi < best_i[threadIdx.x])) {
-                best_v[threadIdx.x] = ov;
-                best_i[threadIdx.x] = oi;
-            }
-        }
-        __syncthreads();
-    }
-    int k = best_i[0] < V1 ? best_i[0] : 0;
+    int k = block_argmax(logits + (size_t)blockIdx.x * V1, V1);
     rnnt_view v = view(states, stride, j->slot, H);
     if (k != blank)
         for (int x = threadIdx.x; x < H; x += blockDim.x) {
