@@ -70,7 +70,7 @@ def load(out_dir):
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    ap = argparse.ArgumentParser(description="train a SentencePiece BPE tokenizer the way NeMo does")
     ap.add_argument("--manifest", nargs="+", required=True, help="NeMo manifests (.json) or text files")
     ap.add_argument("--vocab-size", type=int, default=256)
     ap.add_argument("--out", required=True, help="output folder")
