@@ -108,6 +108,19 @@ main() {
   summary+="golden: $n_pass of $n_cases passed, $n_skip skipped"$'\n'
 
   echo
+  echo "## 2b. test_cuda_backend: the GPU against the CPU encoder"
+  echo "(a ragged batch of every look-ahead over three steps, padded steps and graph replay, GPU RNNT"
+  echo "tokens against the host's; the host-side checks run too)"
+  part 180 "$g/bin/test_cuda_backend" "$g/golden_models" > "$scratch/cuda_backend.txt" 2>&1
+  local trc=$?
+  grep -v '^ok' "$scratch/cuda_backend.txt" | tail -40
+  if [ "$trc" -eq 0 ]; then
+    summary+="test_cuda_backend: pass"$'\n'
+  else
+    summary+="test_cuda_backend: FAIL (exit $trc)"$'\n'
+  fi
+
+  echo
   echo "## 3. earshot-server --backend cuda, 1000 live sessions (17 x 512, 160 ms mode)"
   local m17=$scratch/m17x512.safetensors m24=$scratch/m24x1024.safetensors
   local shape17="--layers 17 --d-model 512 --heads 8 --ff 2048 --conv-kernel 9 --sub-channels 256 --vocab 1024"

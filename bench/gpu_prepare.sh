@@ -9,7 +9,7 @@
 #
 # What travels (build-gpu/, measured at the end; the device tool carries at most 64 MiB, the
 # repository's own files included):
-#   bin/         earshot-golden, earshot-bench, earshot-server, earshot-loadtest: built with
+#   bin/         earshot-golden, test_cuda_backend, earshot-bench, earshot-server, earshot-loadtest: built with
 #                -DEARSHOT_CUDA=ON (Release) and stripped
 #   bin/golden-converter   stands in for earshot-convert there: copies the model converted here
 #   deps.tar.xz  the shared libraries the binaries load that are not glibc's, the compiler's or
@@ -39,11 +39,11 @@ out=build-gpu
 
 echo "== building with -DEARSHOT_CUDA=ON in $tree/"
 cmake -S . -B "$tree" -DCMAKE_BUILD_TYPE=Release -DEARSHOT_CUDA=ON -DEARSHOT_GOLDEN_DIR="$golden" >/dev/null
-cmake --build "$tree" -j "$jobs" --target earshot-golden earshot-bench earshot-server earshot-loadtest
+cmake --build "$tree" -j "$jobs" --target earshot-golden earshot-bench earshot-server earshot-loadtest test_cuda_backend
 
 rm -rf "$out"
 mkdir -p "$out/bin" "$out/golden" "$out/golden_models"
-for t in tests/earshot-golden bench/earshot-bench server/earshot-server clients/loadtest/earshot-loadtest; do
+for t in tests/earshot-golden tests/test_cuda_backend bench/earshot-bench server/earshot-server clients/loadtest/earshot-loadtest; do
   [ -x "$tree/$t" ] || { echo "gpu_prepare.sh: $tree/$t was not built" >&2; exit 1; }
   cp "$tree/$t" "$out/bin/"
   strip --strip-debug "$out/bin/$(basename "$t")"
