@@ -494,6 +494,20 @@ static int fail(char *err, size_t errlen, const char *msg)
 }
 
 /* Fills plan[] and validates; returns 0 or -1 with err. */
+int es_encoder_check_input(const es_model *m, const es_encoder_input *x, int *T, char *err, size_t errlen)
+{
+    if (x->lookahead < -1 || x->lookahead >= m->n_lookaheads || (x->lookahead == -1 && x->slot >= 0))
+        return fail(err, errlen, "look-ahead index out of range");
+    if (x->width < 1 || x->length < 0 || x->length > x->width)
+        return fail(err, errlen, "chunk has no columns or a bad length");
+    *T = es_encoder_subsampled_length(m, x->width) - x->drop_extra;
+    if (x->drop_extra < 0 || *T < 1)
+        return fail(err, errlen, "chunk too short for the pre-encode drop");
+    if (x->slot >= 0 && *T < m->streaming[x->lookahead].cache_drop_size)
+        return fail(err, errlen, "chunk shorter than the cache drop size (regular style)");
+    return 0;
+}
+
 static int plan_step(es_encoder *e, const es_encoder_input *in, int n, int *N_out, int *max_T_out,
                      char *err, size_t errlen)
 {
@@ -503,20 +517,14 @@ static int plan_step(es_encoder *e, const es_encoder_input *in, int n, int *N_ou
     size_t scratch = 0;
     for (int b = 0; b < n; b++) {
         const es_encoder_input *x = &in[b];
-        if (x->lookahead < -1 || x->lookahead >= m->n_lookaheads || (x->lookahead == -1 && x->slot >= 0))
-            return fail(err, errlen, "look-ahead index out of range");
-        if (x->width < 1 || x->length < 0 || x->length > x->width)
-            return fail(err, errlen, "chunk has no columns or a bad length");
+        int T;
+        if (es_encoder_check_input(m, x, &T, err, errlen) != 0)
+            return -1;
         if (x->slot >= 0 && !e->pool)
             return fail(err, errlen, "streaming step without a cache pool");
-        int To = es_encoder_subsampled_length(m, x->width);
-        int T = To - x->drop_extra;
-        if (x->drop_extra < 0 || T < 1)
-            return fail(err, errlen, "chunk too short for the pre-encode drop");
+        int To = T + x->drop_extra;
         int sub_len = x->length == x->width ? To : es_encoder_subsampled_length(m, x->length);
         const es_streaming_cfg *s = x->lookahead >= 0 ? &m->streaming[x->lookahead] : NULL;
-        if (x->slot >= 0 && T < s->cache_drop_size)
-            return fail(err, errlen, "chunk shorter than the cache drop size (regular style)");
         stream_plan *p = &plan[b];
         p->rows = N;
         p->T = T;

@@ -57,6 +57,11 @@ void es_encoder_free(es_encoder *e);
 int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder_output *out, char *err,
                     size_t errlen);
 
+/* Checks one stream's input the way a step will run it (look-ahead index, lengths, the
+   pre-encode drop, the regular style's cache drop) and gives in *T its encoder frames after
+   the drop. Returns 0, or -1 with the sentence every backend gives for that input. */
+int es_encoder_check_input(const es_model *m, const es_encoder_input *x, int *T, char *err, size_t errlen);
+
 /* Number of encoder frames the subsampling makes of `columns` mel columns. */
 int es_encoder_subsampled_length(const es_model *m, int columns);
 

@@ -11,16 +11,9 @@
 #include "../decoder.h"
 
 #include <math.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int fail(char *err, size_t errlen, const char *msg)
-{
-    if (err && errlen)
-        snprintf(err, errlen, "%s", msg);
-    return -1;
-}
 
 /* causal padding 2 left + 1 right, kernel 3, stride 2 (as encoder.c) */
 static int conv_out_len(int n)
@@ -36,18 +29,10 @@ int es_cuda_plan(const es_model *m, const es_encoder_input *in, int n, es_cuda_s
     int N = 0;
     for (int b = 0; b < n; b++) {
         const es_encoder_input *x = &in[b];
-        /* the same checks, in the same order and words, as the CPU encoder's plan_step */
-        if (x->lookahead < -1 || x->lookahead >= m->n_lookaheads || (x->lookahead == -1 && x->slot >= 0))
-            return fail(err, errlen, "look-ahead index out of range");
-        if (x->width < 1 || x->length < 0 || x->length > x->width)
-            return fail(err, errlen, "chunk has no columns or a bad length");
-        int To = es_encoder_subsampled_length(m, x->width);
-        int T = To - x->drop_extra;
-        if (x->drop_extra < 0 || T < 1)
-            return fail(err, errlen, "chunk too short for the pre-encode drop");
+        int T; /* the CPU encoder's checks and words */
+        if (es_encoder_check_input(m, x, &T, err, errlen) != 0)
+            return -1;
         const es_streaming_cfg *s = x->lookahead >= 0 ? &m->streaming[x->lookahead] : NULL;
-        if (x->slot >= 0 && T < s->cache_drop_size)
-            return fail(err, errlen, "chunk shorter than the cache drop size (regular style)");
 
         es_cuda_stream *p = &streams[b];
         memset(p, 0, sizeof *p);
