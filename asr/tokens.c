@@ -3,8 +3,8 @@
  *
  * Detokenisation follows SentencePiece's DecodeIds for the pieces NeMo's BPE tokenizers have:
  * ordinary pieces are concatenated with U+2581 ("▁", the word-boundary mark) turned into a
- * space, and the one ▁ that begins the text is dropped (SentencePiece adds it as a dummy prefix
- * when encoding). Byte-fallback pieces <0xNN> stand for one raw byte; <unk> reads " ⁇ ";
+ * space, and the ▁s that begin the text are dropped (SentencePiece adds one as a dummy prefix
+ * when encoding, and drops all of them when decoding). Byte-fallback pieces <0xNN> stand for one raw byte; <unk> reads " ⁇ ";
  * control pieces (<s>, </s>, <pad>) and ids outside the vocabulary (blank) produce nothing.
  *
  * Words use the same boundary mark: a piece beginning with ▁ starts a new word. A word's time
@@ -76,9 +76,9 @@ static int is_control(const char *p)
     return !strcmp(p, "<s>") || !strcmp(p, "</s>") || !strcmp(p, "<pad>");
 }
 
-/* Appends the surface of token id to b. *at_start is true until some text has been written or
-   a leading ▁ has been dropped: SentencePiece drops exactly one ▁, the dummy prefix it added
-   when encoding, and only while the text is still empty. */
+/* Appends the surface of token id to b. *at_start is true until some text has been written:
+   SentencePiece (remove_extra_whitespaces, its default and NeMo's) drops every ▁ while the
+   text is still empty, so "▁" "▁a" reads "a", while ▁s after the first character are kept. */
 static void add_piece(strbuf *b, const es_model *m, int id, int *at_start)
 {
     if (!valid_id(m, id))
@@ -94,10 +94,8 @@ static void add_piece(strbuf *b, const es_model *m, int id, int *at_start)
     } else if (!strcmp(p, "<unk>")) {
         sb_add(b, " \xE2\x81\x87 ", 5);
     } else {
-        if (*at_start && !strncmp(p, WS, WS_LEN)) {
+        while (*at_start && !strncmp(p, WS, WS_LEN))
             p += WS_LEN;
-            *at_start = 0; /* only one ▁ is the dummy prefix, even if this piece was just "▁" */
-        }
         for (const char *q; (q = strstr(p, WS)) != NULL; p = q + WS_LEN) {
             sb_add(b, p, (size_t)(q - p));
             sb_add(b, " ", 1);

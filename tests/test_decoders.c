@@ -97,7 +97,7 @@ static void test_tokens_unit(void)
     }
     es_words_free(w, nw);
 
-    /* text that does not start at a word boundary; a control piece; only one ▁ is dropped */
+    /* text that does not start at a word boundary; a control piece */
     es_token t2[] = {{8, 0}, {2, 0}, {1, 1}};
     s = es_tokens_to_text(&m, t2, 3);
     check_str("text without leading boundary", s, "llo he");
@@ -110,7 +110,9 @@ static void test_tokens_unit(void)
 
     es_token t3[] = {{5, 0}, {1, 1}, {5, 2}, {5, 3}};
     s = es_tokens_to_text(&m, t3, 4);
-    check_str("lone boundary pieces", s, " he  ");
+    /* SentencePiece's decode drops every ▁ before the first character ("▁" "▁a" reads "a") and
+       keeps the later ones */
+    check_str("lone boundary pieces", s, "he  ");
     free(s);
     nw = es_tokens_to_words(&m, t3, 4, &w);
     report(nw == 1 && !strcmp(w[0].word, "he") && fabs(w[0].start - fs) < 1e-9 && fabs(w[0].end - 2 * fs) < 1e-9,
