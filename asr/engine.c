@@ -149,7 +149,8 @@ es_engine *es_engine_create(const char *model_path, const es_engine_params *para
     }
     e->mel = (es_mel_config){.sample_rate = m->sample_rate, .n_fft = m->n_fft, .hop_length = m->hop_length,
                              .win_length = m->win_length, .n_mels = m->n_mels, .preemph = 0.97f,
-                             .window = m->window, .filterbank = m->filterbank};
+                             .window = m->window, .filterbank = m->filterbank,
+                             .norm_mean = m->feat_mean, .norm_std = m->feat_std};
     es_set_compute_threads(p.n_threads);
     return e;
 }

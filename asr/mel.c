@@ -41,6 +41,7 @@ struct es_mel {
     float *window;         /* [win] */
     float *fb;             /* [n_mels][n_bins] */
     int *fb_lo, *fb_hi;    /* per mel row: its non-zero bins are [lo, hi) */
+    float *norm_mean, *norm_std; /* [n_mels] or NULL: fixed normalisation */
 
     /* FFT tables and scratch */
     double *tw_re, *tw_im; /* [n_fft/2 + 1]: exp(-2 pi i k / n_fft) */
@@ -98,6 +99,8 @@ void es_mel_free(es_mel *m)
     free(m->fb);
     free(m->fb_lo);
     free(m->fb_hi);
+    free(m->norm_mean);
+    free(m->norm_std);
     free(m->tw_re);
     free(m->tw_im);
     free(m->bitrev);
@@ -174,6 +177,22 @@ es_mel *es_mel_create(const es_mel_config *cfg)
         !m->frame || !m->z_re || !m->z_im || !m->power || !m->buf || !m->q) {
         es_mel_free(m);
         return NULL;
+    }
+
+    if ((cfg->norm_mean != NULL) != (cfg->norm_std != NULL)) {
+        es_mel_free(m);
+        return NULL;
+    }
+    if (cfg->norm_mean) {
+        size_t bytes = sizeof(float) * (size_t)m->n_mels;
+        m->norm_mean = malloc(bytes);
+        m->norm_std = malloc(bytes);
+        if (!m->norm_mean || !m->norm_std) {
+            es_mel_free(m);
+            return NULL;
+        }
+        memcpy(m->norm_mean, cfg->norm_mean, bytes);
+        memcpy(m->norm_std, cfg->norm_std, bytes);
     }
 
     memcpy(m->window, cfg->window, sizeof(float) * (size_t)m->win);
@@ -272,6 +291,8 @@ static void compute_frame(es_mel *m, int64_t t, float *out)
         for (int k = m->fb_lo[r]; k < m->fb_hi[r]; k++)
             acc += (double)row[k] * m->power[k];
         out[r] = (float)log(acc + ES_LOG_GUARD);
+        if (m->norm_mean) /* NeMo normalises the float log-mel: subtract, then divide, in float */
+            out[r] = (out[r] - m->norm_mean[r]) / m->norm_std[r];
     }
 }
 

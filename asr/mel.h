@@ -1,8 +1,8 @@
 /*
  * mel.h - NeMo-exact log-mel features, computed incrementally, one state per stream.
  *
- * What it computes: the output of NeMo's AudioToMelSpectrogramPreprocessor with normalize NA,
- * dither 0 and pad_to 0 (golden/README.md, "How NeMo computes the features"):
+ * What it computes: the output of NeMo's AudioToMelSpectrogramPreprocessor with normalize NA
+ * or fixed (per mel bin mean and std given in the config), dither 0 and pad_to 0 (golden/README.md, "How NeMo computes the features"):
  *   pre-emphasis y[0] = x[0], y[t] = x[t] - 0.97 x[t-1];
  *   frame t centred on sample t*hop, n_fft samples wide, zero outside [0, n) (torch.stft with
  *   center=True and zero padding), the win_length window centred in the frame;
@@ -47,6 +47,8 @@ typedef struct {
     float preemph;           /* 0.97; 0 disables it */
     const float *window;     /* [win_length]: the model's preprocessor.featurizer.window tensor */
     const float *filterbank; /* [n_mels][n_fft/2+1]: preprocessor.featurizer.fb (row-major) */
+    const float *norm_mean;  /* [n_mels] or NULL: normalize {fixed_mean, fixed_std}; then every */
+    const float *norm_std;   /* frame but NeMo's zeroed last one becomes (x - mean) / std, in float */
 } es_mel_config;
 
 typedef struct es_mel es_mel; /* one stream's incremental state */

@@ -237,6 +237,53 @@ static es_layer_norm layer_norm(loader *ld, const char *prefix, int d)
 
 /* ---- the parts of the model ---- */
 
+/* One list of preprocessor.normalize's fixed form: n_mels finite numbers (positive for the std). */
+static float *fixed_stats(loader *ld, const cJSON *list, const char *name, int positive)
+{
+    int n = ld->m->n_mels;
+    if (ld->failed)
+        return NULL;
+    if (!cJSON_IsArray(list) || cJSON_GetArraySize(list) != n) {
+        fail(ld, "unsupported config: preprocessor.normalize.%s must be a list of %d numbers (one per mel bin)",
+             name, n);
+        return NULL;
+    }
+    float *out = malloc(sizeof(float) * (size_t)n);
+    if (!out) {
+        fail(ld, "out of memory");
+        return NULL;
+    }
+    int i = 0;
+    const cJSON *item;
+    cJSON_ArrayForEach(item, list) {
+        double v = cJSON_IsNumber(item) ? item->valuedouble : NAN;
+        if (!isfinite(v) || fabs(v) > 1e30 || (positive && !(v > 1e-30))) {
+            fail(ld, "unsupported config: preprocessor.normalize.%s[%d] is not a %s number", name, i,
+                 positive ? "positive" : "finite");
+            free(out);
+            return NULL;
+        }
+        out[i++] = (float)v;
+    }
+    return out;
+}
+
+/* preprocessor.normalize: "NA" (none), or NeMo's fixed form {fixed_mean: [...], fixed_std: [...]}
+ * (per mel bin statistics of the training set, which a stream applies frame by frame). NeMo's
+ * per-utterance modes need the whole utterance before the first frame and are refused. */
+static void load_normalisation(loader *ld)
+{
+    es_model *m = ld->m;
+    const cJSON *v = cfg_get(ld->config, "preprocessor.normalize");
+    if (cJSON_IsObject(v)) {
+        m->feat_mean = fixed_stats(ld, cJSON_GetObjectItemCaseSensitive(v, "fixed_mean"), "fixed_mean", 0);
+        m->feat_std = fixed_stats(ld, cJSON_GetObjectItemCaseSensitive(v, "fixed_std"), "fixed_std", 1);
+        return;
+    }
+    static const char *const na[] = {"NA"};
+    cfg_choice(ld, "preprocessor.normalize", "per_feature", na, 1);
+}
+
 static void load_preprocessor(loader *ld)
 {
     es_model *m = ld->m;
@@ -253,9 +300,7 @@ static void load_preprocessor(loader *ld)
     double hop = cfg_num(ld, "preprocessor.window_stride", 0.01);
     m->win_length = (int)lround(win * m->sample_rate);
     m->hop_length = (int)lround(hop * m->sample_rate);
-    static const char *const na[] = {"NA"};
     static const char *const hann[] = {"hann"};
-    cfg_choice(ld, "preprocessor.normalize", "per_feature", na, 1);
     cfg_choice(ld, "preprocessor.window", "hann", hann, 1);
     if (m->sample_rate != 16000)
         fail(ld, "unsupported config: preprocessor.sample_rate = %d (supported: 16000)", m->sample_rate);
@@ -269,6 +314,8 @@ static void load_preprocessor(loader *ld)
         fail(ld, "unsupported config: preprocessor.log = false (supported: true)");
     if (m->n_mels < 1 || m->n_mels > 512)
         fail(ld, "unsupported config: preprocessor.features = %d", m->n_mels);
+    else
+        load_normalisation(ld);
     m->window = tensor1(ld, "preprocessor.featurizer.window", m->win_length);
     m->filterbank = tensor(ld, "preprocessor.featurizer.fb", 3, (int[]){1, m->n_mels, m->n_fft / 2 + 1});
 }
@@ -751,6 +798,8 @@ void es_model_free(es_model *m)
         for (int i = 0; i < m->n_vocab; i++)
             free(m->vocab[i]);
     free(m->vocab);
+    free(m->feat_mean);
+    free(m->feat_std);
     free(m->config_json);
     free(m->source);
     if (m->map)

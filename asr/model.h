@@ -92,6 +92,7 @@ typedef struct es_model {
     int sample_rate, n_fft, hop_length, win_length, n_mels;
     const float *window;       /* [win_length] */
     const float *filterbank;   /* [n_mels][n_fft/2+1] */
+    float *feat_mean, *feat_std; /* [n_mels] (owned) or NULL: normalize {fixed_mean, fixed_std} */
 
     /* encoder */
     int d_model, n_heads, d_head, n_layers, ff_dim, conv_kernel;

@@ -759,6 +759,28 @@ class BadInputTests(TempDirTest):
         bad = edit_config(self.members, "preprocessor.normalize", "per_feature")
         self.assert_refused(self.nemo(bad), "preprocessor.normalize = 'per_feature'")
 
+    def _n_mels(self):
+        cfg = yaml.safe_load(self.members["./model_config.yaml"].decode("utf-8"))
+        return cfg["preprocessor"]["features"]
+
+    def test_normalize_fixed_accepted(self):
+        n = self._n_mels()
+        stats = {"fixed_mean": [-10.0 + 0.01 * i for i in range(n)], "fixed_std": [3.0] * n}
+        st = self.convert_ok(edit_config(self.members, "preprocessor.normalize", stats))
+        cfg = json.loads(st.metadata["earshot.config"])
+        self.assertEqual(cfg["preprocessor"]["normalize"]["fixed_mean"], stats["fixed_mean"])
+
+    def test_normalize_fixed_wrong_length(self):
+        n = self._n_mels()
+        bad = edit_config(self.members, "preprocessor.normalize", {"fixed_mean": [0.0] * (n - 1), "fixed_std": [1.0] * n})
+        self.assert_refused(self.nemo(bad), "normalize.fixed_mean must be a list of %d numbers" % n)
+
+    def test_normalize_fixed_zero_std(self):
+        n = self._n_mels()
+        bad = edit_config(self.members, "preprocessor.normalize",
+                          {"fixed_mean": [0.0] * n, "fixed_std": [1.0] * (n - 1) + [0.0]})
+        self.assert_refused(self.nemo(bad), "normalize.fixed_std[%d] = 0.0 is not a positive number" % (n - 1))
+
     def test_non_causal_downsampling(self):
         bad = edit_config(self.members, "encoder.causal_downsampling", False)
         self.assert_refused(self.nemo(bad), "encoder.causal_downsampling = false")

@@ -450,6 +450,47 @@ static void check_config(const char *what, int n_fft, int hop, int win, int n_me
     free(w);
 }
 
+/* normalize {fixed_mean, fixed_std}: every frame but the last is (plain - mean) / std in float,
+ * bit for bit, in every way of feeding the stream; the last frame stays NeMo's zero frame. */
+static void check_fixed_normalisation(const float *audio, size_t audio_n)
+{
+    enum { N_MELS = 80 };
+    float *fb = synthetic_fb(N_MELS, 257, 0), *w = hann(400), mean[N_MELS], std[N_MELS];
+    for (int r = 0; r < N_MELS; r++) {
+        mean[r] = -11.0f + 0.1f * (float)r;
+        std[r] = 2.0f + 0.05f * (float)r;
+    }
+    es_mel_config plain = {.sample_rate = 16000, .n_fft = 512, .hop_length = 160, .win_length = 400,
+                           .n_mels = N_MELS, .preemph = 0.97f, .window = w, .filterbank = fb};
+    es_mel_config fixed = plain;
+    fixed.norm_mean = mean;
+    fixed.norm_std = std;
+    float *a = NULL, *b = NULL;
+    int Ta = es_mel_compute(&plain, audio, audio_n, &a), Tb = es_mel_compute(&fixed, audio, audio_n, &b);
+    CHECK(Ta > 1 && Ta == Tb && a && b, "fixed normalisation: T %d vs %d", Ta, Tb);
+    if (Ta > 1 && Ta == Tb && a && b) {
+        long wrong = 0, last_nonzero = 0;
+        for (int t = 0; t < Ta - 1; t++)
+            for (int r = 0; r < N_MELS; r++)
+                wrong += b[(size_t)t * N_MELS + r] != (a[(size_t)t * N_MELS + r] - mean[r]) / std[r];
+        for (int r = 0; r < N_MELS; r++)
+            last_nonzero += b[(size_t)(Ta - 1) * N_MELS + r] != 0.0f;
+        CHECK(wrong == 0, "fixed normalisation: %ld values differ from (plain - mean) / std", wrong);
+        CHECK(last_nonzero == 0, "fixed normalisation: the last (masked) frame has %ld non-zero values", last_nonzero);
+        check_incremental("fixed normalisation", &fixed, audio, audio_n, b, Tb);
+        printf("fixed normalisation: %d frames x %d mels equal (plain - mean) / std, last frame zero\n", Ta, N_MELS);
+    }
+    free(a);
+    free(b);
+    es_mel_config half = fixed;
+    half.norm_std = NULL;
+    es_mel *m = es_mel_create(&half);
+    CHECK(m == NULL, "a mean without a std was accepted");
+    es_mel_free(m);
+    free(fb);
+    free(w);
+}
+
 static void check_bad_configs(void)
 {
     float w[512], fb[257 * 2];
@@ -457,7 +498,7 @@ static void check_bad_configs(void)
         w[i] = 1.0f;
     for (int i = 0; i < 257 * 2; i++)
         fb[i] = 1.0f;
-    es_mel_config good = {16000, 512, 160, 400, 2, 0.97f, w, fb};
+    es_mel_config good = {16000, 512, 160, 400, 2, 0.97f, w, fb, NULL, NULL};
     es_mel *m = es_mel_create(&good);
     CHECK(m != NULL, "a good config was refused");
     es_mel_free(m);
@@ -504,7 +545,7 @@ static void check_empty(void)
         w[i] = 1.0f;
     for (int i = 0; i < 3 * 257; i++)
         fb[i] = 1.0f;
-    es_mel_config c = {16000, 512, 160, 400, 3, 0.97f, w, fb};
+    es_mel_config c = {16000, 512, 160, 400, 3, 0.97f, w, fb, NULL, NULL};
     float *out = NULL;
     int T = es_mel_compute(&c, NULL, 0, &out);
     CHECK(T == 1 && out && out[0] == 0.0f && out[1] == 0.0f && out[2] == 0.0f, "empty one-shot: T %d", T);
@@ -793,6 +834,7 @@ int main(int argc, char **argv)
         }
     }
     check_config("512/160/400, 80 random mels", 512, 160, 400, 80, 0, audio, audio_n);
+    check_fixed_normalisation(audio, audio_n);
     check_config("512/160/400, identity fb (raw power)", 512, 160, 400, 257, 1, audio, audio_n);
     check_config("64/7/50 (odd window offset)", 64, 7, 50, 10, 0, audio, audio_n);
     check_config("16/20/16 (hop > n_fft: gaps)", 16, 20, 16, 4, 0, audio, audio_n);

@@ -103,6 +103,32 @@ static void edit_normalize(cJSON *h, cJSON *c)
     (void)h;
     set_str(obj(c, "preprocessor", NULL), "normalize", "per_feature");
 }
+/* NeMo's fixed normalisation with a bad list; the parts of the config the engine never reads
+ * are dropped so that the edited header still fits in the old one's space. */
+static void set_fixed_normalize(cJSON *c, int n_mean, int n_std, double std_value)
+{
+    const char *unused[] = {"optim", "train_ds", "validation_ds", "test_ds", "spec_augment", "labels"};
+    for (size_t i = 0; i < sizeof unused / sizeof unused[0]; i++)
+        cJSON_DeleteItemFromObjectCaseSensitive(c, unused[i]);
+    cJSON *stats = cJSON_CreateObject(), *mean = cJSON_AddArrayToObject(stats, "fixed_mean"),
+          *std = cJSON_AddArrayToObject(stats, "fixed_std");
+    for (int i = 0; i < n_mean; i++)
+        cJSON_AddItemToArray(mean, cJSON_CreateNumber(-10));
+    for (int i = 0; i < n_std; i++)
+        cJSON_AddItemToArray(std, cJSON_CreateNumber(i == 1 ? std_value : 3));
+    cJSON_ReplaceItemInObjectCaseSensitive(obj(c, "preprocessor", NULL), "normalize", stats);
+}
+static void edit_fixed_short(cJSON *h, cJSON *c)
+{
+    (void)h;
+    set_fixed_normalize(c, 2, 2, 3);
+}
+static void edit_fixed_zero_std(cJSON *h, cJSON *c)
+{
+    (void)h;
+    int n_mels = cJSON_GetObjectItemCaseSensitive(obj(c, "preprocessor", NULL), "features")->valueint;
+    set_fixed_normalize(c, n_mels, n_mels, 0);
+}
 static void edit_layers(cJSON *h, cJSON *c)
 {
     (void)h;
@@ -208,6 +234,8 @@ int main(int argc, char **argv)
         {edit_subsampling, "subsampling vggnet", "encoder.subsampling = 'vggnet'"},
         {edit_attention, "absolute positional attention", "encoder.self_attention_model = 'abs_pos'"},
         {edit_normalize, "per-feature normalisation", "preprocessor.normalize = 'per_feature'"},
+        {edit_fixed_short, "fixed normalisation with 2 values", "normalize.fixed_mean must be a list of"},
+        {edit_fixed_zero_std, "fixed normalisation with a zero std", "normalize.fixed_std[1] is not a positive"},
         {edit_layers, "config says more layers than the file has", "encoder.layers.2"},
         {edit_context, "unlimited left context", "att_context_size"},
         {edit_shape, "a tensor with the wrong shape", "has shape [7]"},

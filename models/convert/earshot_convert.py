@@ -377,6 +377,21 @@ def _check_choice(cfg, path, default, choices):
     return effective
 
 
+def _check_fixed_normalize(cfg, normalize):
+    n_mels = cfg_get(cfg, "preprocessor.features", 64)
+    for key in ("fixed_mean", "fixed_std"):
+        values = normalize[key]
+        if not isinstance(values, list) or len(values) != n_mels:
+            raise ConvertError("unsupported config: preprocessor.normalize.%s must be a list of %s numbers "
+                               "(one per mel bin, preprocessor.features)" % (key, n_mels))
+        for i, v in enumerate(values):
+            ok = (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                  and abs(v) <= 1e30 and (key == "fixed_mean" or v > 1e-30))
+            if not ok:
+                raise ConvertError("unsupported config: preprocessor.normalize.%s[%d] = %r is not a %s number"
+                                   % (key, i, v, "finite" if key == "fixed_mean" else "positive"))
+
+
 def _check_preprocessor(cfg, info):
     pre = cfg_get(cfg, "preprocessor")
     if not isinstance(pre, dict):
@@ -385,12 +400,15 @@ def _check_preprocessor(cfg, info):
     if _class_name(target) != "AudioToMelSpectrogramPreprocessor":
         raise unsupported("preprocessor._target_", target, "...AudioToMelSpectrogramPreprocessor")
 
-    # Streaming models must not normalise per utterance: only NeMo's "NA"
-    # (no normalisation; any case) is accepted.  Absent means NeMo's default,
-    # per_feature, which needs the whole utterance.
+    # Streaming models must not normalise per utterance: NeMo's "NA" (no
+    # normalisation) or its fixed form, {fixed_mean: [...], fixed_std: [...]}
+    # with one value per mel bin, which a stream applies frame by frame.
+    # Absent means NeMo's default, per_feature, which needs the whole utterance.
     normalize = cfg_get(cfg, "preprocessor.normalize")
-    if not (isinstance(normalize, str) and normalize.lower() == "na"):
-        raise unsupported("preprocessor.normalize", normalize, "NA", "per_feature")
+    if isinstance(normalize, dict) and "fixed_mean" in normalize and "fixed_std" in normalize:
+        _check_fixed_normalize(cfg, normalize)
+    elif not (isinstance(normalize, str) and normalize.lower() == "na"):
+        raise unsupported("preprocessor.normalize", normalize, "NA or {fixed_mean, fixed_std}", "per_feature")
 
     # n_fft absent or null means the next power of 2 above the window: 512
     # for the 400-sample window required below.

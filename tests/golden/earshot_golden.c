@@ -239,7 +239,8 @@ static float *check_mel(golden *g, const es_model *m, const float *audio, size_t
 {
     es_mel_config cfg = {.sample_rate = m->sample_rate, .n_fft = m->n_fft, .hop_length = m->hop_length,
                          .win_length = m->win_length, .n_mels = m->n_mels, .preemph = 0.97f,
-                         .window = m->window, .filterbank = m->filterbank};
+                         .window = m->window, .filterbank = m->filterbank,
+                         .norm_mean = m->feat_mean, .norm_std = m->feat_std};
     float *mel = NULL;
     int T = es_mel_compute(&cfg, audio, n, &mel);
     *T_mel = T;
