@@ -139,6 +139,8 @@ class FilterbankFeatures(nn.Module):
         mel = torch.log(mel + self.log_zero_guard_value)
         if isinstance(self.normalize, str) and self.normalize == "per_feature":
             mel = normalize_per_feature(mel, feat_len)
+        elif isinstance(self.normalize, dict):
+            mel = normalize_fixed(mel, self.normalize)
         elif isinstance(self.normalize, str) and self.normalize not in ("NA", "na", "none", ""):
             raise ValueError("normalize %r is not supported" % self.normalize)
         max_len = mel.size(-1)
@@ -162,6 +164,16 @@ def normalize_per_feature(x, seq_len):
     std = torch.sqrt(var)
     std = std.masked_fill(std.isnan(), 0.0) + DITHER_CONST
     return (x - mean.unsqueeze(2)) / std.unsqueeze(2)
+
+
+def normalize_fixed(x, stats):
+    """NeMo's normalize {fixed_mean: [...], fixed_std: [...]}: one mean and standard deviation
+    per mel bin, the same for every utterance, so that a stream can apply it frame by frame."""
+    mean = torch.tensor(stats["fixed_mean"], dtype=x.dtype, device=x.device).view(1, -1, 1)
+    std = torch.tensor(stats["fixed_std"], dtype=x.dtype, device=x.device).view(1, -1, 1)
+    if mean.size(1) != x.size(1) or std.size(1) != x.size(1):
+        raise ValueError("normalize fixed_mean / fixed_std need %d values" % x.size(1))
+    return (x - mean) / std
 
 
 class AudioToMelSpectrogramPreprocessor(nn.Module):

@@ -77,7 +77,8 @@ def make_config(a, vocabulary):
         "tokenizer": {"dir": None, "type": "bpe"},
         "preprocessor": {
             "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-            "sample_rate": 16000, "normalize": "NA", "window_size": 0.025, "window_stride": 0.01,
+            "sample_rate": 16000, "normalize": getattr(a, "feature_stats", None) or "NA",
+            "window_size": 0.025, "window_stride": 0.01,
             "window": "hann", "features": a.n_mels, "n_fft": 512, "log": True, "frame_splicing": 1,
             "dither": 1e-05, "pad_to": 0, "pad_value": 0.0,
         },
@@ -211,6 +212,35 @@ def collate(items, idxs, sp):
         targets[k, :len(t)] = torch.tensor(t, dtype=torch.long)
     seconds = float(lens.sum()) / 16000.0
     return audio, lens, targets, tlen, seconds
+
+
+def measure_feature_stats(items, n_mels, limit=400):
+    """Per mel bin mean and standard deviation of the log-mel features over the valid frames of
+    up to `limit` utterances spread over the set: NeMo's fixed normalisation
+    (normalize: {fixed_mean, fixed_std}), which a stream applies frame by frame.
+    Why: with normalize NA the bins differ by several units in level (the top bins of band-limited
+    speech sit at the log floor) and CTC training stays on its blank plateau; with these
+    statistics it leaves it within a few hundred steps (models/README.md)."""
+    pre = earshot_model.AudioToMelSpectrogramPreprocessor(
+        {"sample_rate": 16000, "normalize": "NA", "window_size": 0.025, "window_stride": 0.01,
+         "features": n_mels, "n_fft": 512, "pad_to": 0})
+    pre.eval()
+    step = max(1, len(items) // limit)
+    total = torch.zeros(n_mels, dtype=torch.float64)
+    total_sq = torch.zeros(n_mels, dtype=torch.float64)
+    count = 0
+    for it in items[::step][:limit]:
+        x = it["pcm"] if "pcm" in it else load_audio(it["audio"])
+        feats, n = pre(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))[None], torch.tensor([len(x)]))
+        f = feats[0, :, :int(n[0])].double()
+        total += f.sum(1)
+        total_sq += (f * f).sum(1)
+        count += f.size(1)
+    if count < 2:
+        raise SystemExit("--normalize fixed: no training audio to measure feature statistics on")
+    mean = total / count
+    std = (total_sq / count - mean * mean).clamp(min=1e-4).sqrt()
+    return {"fixed_mean": [round(float(v), 6) for v in mean], "fixed_std": [round(float(v), 6) for v in std]}
 
 
 # ---------------------------------------------------------------------------
@@ -407,6 +437,9 @@ def build_parser():
     ap.add_argument("--n-mels", type=int, default=80)
     ap.add_argument("--lookaheads", default="70,13;70,6;70,1;70,0",
                     help="att_context_size list, 'left,right;left,right;...' (first = default)")
+    ap.add_argument("--normalize", choices=["fixed", "NA"], default="fixed",
+                    help="feature normalisation: fixed (per mel bin mean and std measured on the training "
+                    "set, stored in the model; default) or NA (none)")
     ap.add_argument("--dropout", type=float, default=0.1)
     ap.add_argument("--freq-masks", type=int, default=2)
     ap.add_argument("--time-masks", type=int, default=10)
@@ -462,7 +495,12 @@ def main(argv=None):
     args.tokenizer = tok_dir
     sp = tokenizer_mod.load(tok_dir)
     vocabulary = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    if not resume and not args.init_from and args.normalize == "fixed":
+        args.feature_stats = measure_feature_stats(train_items, args.n_mels)
     cfg = resume["config"] if resume else make_config(args, vocabulary)
+    if args.init_from and not resume:  # the weights were trained on that model's features
+        import nemo_io
+        cfg["preprocessor"]["normalize"] = nemo_io.read_nemo(args.init_from)[0]["preprocessor"].get("normalize", "NA")
     model = earshot_model.EncDecModel(cfg)
     if args.init_from and not resume:
         import nemo_io
