@@ -10,7 +10,7 @@
 
 import io
 import os
-import re
+import sys
 import tarfile
 import time
 import uuid
@@ -18,23 +18,14 @@ import uuid
 import torch
 import yaml
 
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads '1e-5' as a float (OmegaConf does, YAML 1.1 does not)."""
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
-                |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
-                |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
-                |[-+]?\.(?:inf|Inf|INF)
-                |\.(?:nan|NaN|NAN))$""", re.X),
-    list("-+0123456789."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "convert"))
+import earshot_convert  # noqa: E402
 
 
 def load_yaml(text):
-    return yaml.load(text, Loader=_Loader)
+    """model_config.yaml as NeMo reads it: OmegaConf's floats ('1e-5'), interpolations resolved.
+    The converter's reader, so that the recipe and earshot-convert see the same config."""
+    return earshot_convert.load_config(text)
 
 
 def dump_yaml(cfg):
