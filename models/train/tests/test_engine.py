@@ -277,6 +277,13 @@ def main(argv=None):
         missing, unexpected = model.load_state_dict(sd, strict=False)
         res.check(not missing and not unexpected and list(model.state_dict().keys()) == list(sd.keys()),
                   "export reloads (strict, NeMo names and order)", "%d tensors" % len(sd))
+        norm = cfg["preprocessor"].get("normalize")
+        n_mels = cfg["preprocessor"]["features"]
+        res.check(isinstance(norm, dict) and len(norm.get("fixed_mean", [])) == n_mels
+                  and len(norm.get("fixed_std", [])) == n_mels and min(norm["fixed_std"]) > 0
+                  and -20 < sum(norm["fixed_mean"]) / n_mels < 5,
+                  "the export carries the training set's per mel bin statistics (normalize fixed), which "
+                  "the engine must apply (mel below)", str(norm)[:120])
         import sentencepiece
         sp = sentencepiece.SentencePieceProcessor()
         sp.LoadFromSerializedProto(tok_bytes)
