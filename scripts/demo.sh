@@ -4,12 +4,12 @@
 #
 #   scripts/demo.sh [MODEL.nemo|MODEL.safetensors] [AUDIO...]
 #
-# Earshot's own English model is not trained yet (issue 7), so without arguments this uses the
-# NeMo golden test model (random weights: its text is gibberish, but every step is real) and a
-# speech sample from ../shared. Give it a converted NVIDIA streaming model for real transcripts.
+# Without arguments this uses Earshot's own small English model (trained on synthetic speech:
+# models/README.md says what it can do) on a speech sample from ../shared. Give it a converted
+# NVIDIA streaming model for production accuracy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=${1:-../shared/golden/hybrid_multi/model.nemo}
+model=${1:-models/earshot-en-small.safetensors}
 shift || true
 audio=("$@")
 [ ${#audio[@]} -gt 0 ] || audio=(../shared/eval-real/librispeech_1089-134686-0002.wav)

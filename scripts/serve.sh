@@ -3,13 +3,13 @@
 #
 #   scripts/serve.sh [MODEL.nemo|MODEL.safetensors] [earshot-server options...]
 #
-# Earshot's own English model is not trained yet (issue 7), so without a model this serves the
-# NeMo golden test model (random weights: its text is gibberish, but every step is real). Give it
-# a converted NVIDIA cache-aware streaming model for real transcripts. Stop with Ctrl-C (the
+# Without a model this serves Earshot's own small English model (models/earshot-en-small,
+# trained on synthetic speech: see models/README.md for what it can and cannot do). Give it a
+# converted NVIDIA cache-aware streaming model for production accuracy. Stop with Ctrl-C (the
 # server drains its sessions first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-model=../shared/golden/hybrid_multi/model.nemo
+model=models/earshot-en-small.safetensors
 if [ $# -gt 0 ] && [ "${1#-}" = "$1" ]; then
   model=$1
   shift

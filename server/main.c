@@ -48,7 +48,8 @@ static void usage(FILE *f)
     fprintf(f,
             "Usage: earshot-server [options]\n"
             "Serves live speech recognition over WebSocket at /v1/listen, and HTTP endpoints.\n\n"
-            "  --model PATH             model file (default: $EARSHOT_MODEL)\n"
+            "  --model PATH             model file (default: $EARSHOT_MODEL, else the shipped English model\n"
+            "                           " EARSHOT_DEFAULT_MODEL ")\n"
             "  --host ADDR              address to listen on (default 127.0.0.1)\n"
             "  --port N                 port (default 8080)\n"
             "  --backend cpu|cuda       compute backend (default cpu; cuda needs a build with -DEARSHOT_CUDA=ON)\n"
@@ -196,10 +197,8 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
         fprintf(stderr, "earshot-server: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (!o->model || !o->model[0]) {
-        fprintf(stderr, "earshot-server: no model given (--model or EARSHOT_MODEL)\n");
-        return -1;
-    }
+    if (!o->model || !o->model[0])
+        o->model = EARSHOT_DEFAULT_MODEL;
     if (!o->tls_cert != !o->tls_key) {
         fprintf(stderr, "earshot-server: --tls-cert and --tls-key go together\n");
         return -1;

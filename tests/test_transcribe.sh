@@ -286,10 +286,16 @@ usage "--decoder beam" --model "$MODEL" --decoder beam "$AUDIO"
 usage "--quiet=yes" --model "$MODEL" --quiet=yes "$AUDIO"
 usage "--format without its argument" --model "$MODEL" "$AUDIO" --format
 usage "no file" --model "$MODEL"
+# Without --model or EARSHOT_MODEL the shipped English model is used: the one --help names.
+t --help
+default_model=$(grep -o '/[^ ]*earshot-en-small.safetensors' "$T/out" | head -1)
+[ -n "$default_model" ]; verdict "--help names the default model" "$(head -c 300 "$T/out")"
 t "$AUDIO"
-if [ "$rc" -eq 2 ] && grep -q "no model given (--model or EARSHOT_MODEL)" "$T/err"; then
-    pass "no model: exit 2, 'no model given'"
-else fail "no model: exit 2, 'no model given'" "rc=$rc"; fi
+if [ -f "$default_model" ]; then
+    [ "$rc" -eq 0 ] && [ -s "$T/out" ]; verdict "no --model: transcribes with the shipped model" "rc=$rc"
+else
+    [ "$rc" -eq 3 ] && grep -q "earshot-en-small" "$T/err"; verdict "no --model, shipped model missing: exit 3 naming it" "rc=$rc"
+fi
 
 t --model "$T/no-such-model.safetensors" "$AUDIO"
 [ "$rc" -eq 3 ] && [ -s "$T/err" ] && [ ! -s "$T/out" ]; verdict "model file missing: exit 3 with a message" "rc=$rc"

@@ -80,7 +80,8 @@ static void usage(FILE *f)
             "       " PROG " --server URL [options] FILE...\n"
             "Transcribe audio files with an Earshot model, locally or through a server.\n"
             "\n"
-            "  -m, --model MODEL      model file (default: $EARSHOT_MODEL)\n"
+            "  -m, --model MODEL      model file (default: $EARSHOT_MODEL, else the shipped\n"
+            "                         English model " EARSHOT_DEFAULT_MODEL ")\n"
             "      --server URL       transcribe through the server at URL\n"
             "                         (ws://HOST:PORT/v1/listen), not locally; same output\n"
             "      --token T          bearer token for a server run with --auth-token\n"
@@ -259,7 +260,7 @@ static int parse_args(int argc, char **argv, options *o)
         o->model = env && *env ? env : NULL;
     }
     if (!o->model)
-        return usage_error("%s", "no model given (--model or EARSHOT_MODEL)");
+        o->model = EARSHOT_DEFAULT_MODEL;
     if (o->n_files == 0)
         return usage_error("%s", "no audio file given");
     return -1;

@@ -417,7 +417,8 @@ def build_parser():
     ap.add_argument("--dev-manifest")
     ap.add_argument("--tokenizer", help="folder with tokenizer.model (made by tokenizer.py); "
                     "made from the training texts when absent")
-    ap.add_argument("--vocab-size", type=int, default=256)
+    ap.add_argument("--vocab-size", type=int, default=32,
+                    help="SentencePiece BPE pieces (default 32: letters, apostrophe and a few word starts)")
     ap.add_argument("--out", required=True, help="run folder: last.pt, model.nemo, log")
     ap.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly")
     ap.add_argument("--init-from", help="start from the weights of a .nemo with the same config")
@@ -427,33 +428,33 @@ def build_parser():
     ap.add_argument("--pred-hidden", type=int, default=160, help="hybrid: prediction network width")
     ap.add_argument("--joint-hidden", type=int, default=160, help="hybrid: joint width")
     ap.add_argument("--ctc-weight", type=float, default=0.3, help="hybrid: weight of the CTC loss")
-    ap.add_argument("--d-model", type=int, default=176)
-    ap.add_argument("--n-layers", type=int, default=8)
+    ap.add_argument("--d-model", type=int, default=112)
+    ap.add_argument("--n-layers", type=int, default=5)
     ap.add_argument("--n-heads", type=int, default=4)
     ap.add_argument("--ff-expansion", type=int, default=4)
     ap.add_argument("--conv-kernel", type=int, default=9)
     ap.add_argument("--conv-channels", type=int, default=128)
-    ap.add_argument("--subsampling-factor", type=int, default=8)
+    ap.add_argument("--subsampling-factor", type=int, default=4)
     ap.add_argument("--n-mels", type=int, default=80)
-    ap.add_argument("--lookaheads", default="70,13;70,6;70,1;70,0",
+    ap.add_argument("--lookaheads", default="84,13;84,3;84,1",
                     help="att_context_size list, 'left,right;left,right;...' (first = default)")
     ap.add_argument("--normalize", choices=["fixed", "NA"], default="fixed",
                     help="feature normalisation: fixed (per mel bin mean and std measured on the training "
                     "set, stored in the model; default) or NA (none)")
-    ap.add_argument("--dropout", type=float, default=0.1)
+    ap.add_argument("--dropout", type=float, default=0.05)
     ap.add_argument("--freq-masks", type=int, default=2)
-    ap.add_argument("--time-masks", type=int, default=10)
+    ap.add_argument("--time-masks", type=int, default=2)
     # optimisation
-    ap.add_argument("--lr", type=float, default=2.0, help="noam: scale (NeMo's lr); cosine: peak lr")
+    ap.add_argument("--lr", type=float, default=0.5, help="noam: scale (NeMo's lr); cosine: peak lr")
     ap.add_argument("--schedule", choices=["noam", "cosine"], default="noam")
-    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--min-lr", type=float, default=1e-6)
     ap.add_argument("--weight-decay", type=float, default=1e-3)
     ap.add_argument("--clip", type=float, default=1.0)
     ap.add_argument("--max-steps", type=int, default=10000, help="stop after this step (may grow on --resume)")
     ap.add_argument("--total-steps", type=int, help="length of the cosine schedule (default: --max-steps of "
                     "the first start; kept on --resume)")
-    ap.add_argument("--batch-seconds", type=float, default=160.0, help="audio seconds per batch (padded)")
+    ap.add_argument("--batch-seconds", type=float, default=32.0, help="audio seconds per batch (padded)")
     ap.add_argument("--max-batch", type=int, default=64)
     ap.add_argument("--max-duration", type=float, default=16.0)
     ap.add_argument("--seed", type=int, default=1)
