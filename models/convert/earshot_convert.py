@@ -89,12 +89,12 @@ class NemoArchive:
         self.compressed = magic.startswith(_COMPRESSED_MAGIC)
         try:
             self.tar = tarfile.open(path, mode="r:*")
-        except (tarfile.TarError, EOFError, zlib.error, OSError):
+        except (tarfile.TarError, EOFError, zlib.error, OSError, OverflowError):
             # tarfile's message lists every decompressor it tried; not useful.
             raise ConvertError("%s is not a .nemo archive (not a tar file, plain or compressed)" % path)
         try:
             members = self.tar.getmembers()
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        except (tarfile.TarError, EOFError, zlib.error, OSError, OverflowError) as e:
             self.tar.close()
             raise ConvertError("%s is truncated or corrupt (tar: %s)" % (path, e))
         self.members = {}
@@ -140,7 +140,7 @@ class NemoArchive:
         try:
             f = self.tar.extractfile(m)
             data = f.read()
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        except (tarfile.TarError, EOFError, zlib.error, OSError, OverflowError) as e:
             raise ConvertError("%s is truncated or corrupt: cannot read %s: %s" % (self.path, name, e))
         if len(data) != m.size:
             raise ConvertError("%s is truncated: member %s is cut short" % (self.path, name))
@@ -164,7 +164,7 @@ class NemoArchive:
                 raise ConvertError("%s is truncated: member %s is cut short" % (self.path, name))
             tmp.seek(0)
             return tmp
-        except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
+        except (tarfile.TarError, EOFError, zlib.error, OSError, OverflowError) as e:
             raise ConvertError("%s is truncated or corrupt: cannot read %s: %s" % (self.path, name, e))
 
 
@@ -819,7 +819,7 @@ class Checkpoint:
         try:
             self.zip = zipfile.ZipFile(fileobj)
             names = self.zip.namelist()
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, OverflowError,
                 NotImplementedError) as e:  # e.g. a zip version zipfile does not read
             raise ConvertError("corrupt checkpoint: %s: %s" % (label, e))
         pkls = [n for n in names if re.fullmatch(r"[^/]+/data\.pkl", n)]
@@ -842,7 +842,7 @@ class Checkpoint:
             return self.zip.read(name)
         except KeyError:
             raise ConvertError("corrupt checkpoint: %s has no record %s" % (self.label, name))
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError,
+        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, OverflowError,
                 NotImplementedError) as e:
             raise ConvertError("corrupt checkpoint: %s: %s: %s" % (self.label, name, e))
 
