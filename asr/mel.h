@@ -2,7 +2,8 @@
  * mel.h - NeMo-exact log-mel features, computed incrementally, one state per stream.
  *
  * What it computes: the output of NeMo's AudioToMelSpectrogramPreprocessor with normalize NA
- * or fixed (per mel bin mean and std given in the config), dither 0 and pad_to 0 (golden/README.md, "How NeMo computes the features"):
+ * or fixed (per mel bin mean and std given in the config), dither 0 and pad_to 0
+ * (golden/README.md, "How NeMo computes the features"):
  *   pre-emphasis y[0] = x[0], y[t] = x[t] - 0.97 x[t-1];
  *   frame t centred on sample t*hop, n_fft samples wide, zero outside [0, n) (torch.stft with
  *   center=True and zero padding), the win_length window centred in the frame;

@@ -64,6 +64,16 @@ def _ds(shuffle, max_duration):
             "use_start_end_token": False}
 
 
+def preprocessor_config(n_mels, normalize):
+    """NeMo's AudioToMelSpectrogramPreprocessor config: the front end Earshot's engine computes."""
+    return {
+        "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
+        "sample_rate": 16000, "normalize": normalize, "window_size": 0.025, "window_stride": 0.01,
+        "window": "hann", "features": n_mels, "n_fft": 512, "log": True, "frame_splicing": 1,
+        "dither": 1e-05, "pad_to": 0, "pad_value": 0.0,
+    }
+
+
 def make_config(a, vocabulary):
     """A NeMo config (as model_config.yaml holds it) for the options in a: EncDecCTCModelBPE, or
     with --model-kind hybrid EncDecHybridRNNTCTCBPEModel (RNNT decoder + joint, CTC as aux_ctc)."""
@@ -75,13 +85,7 @@ def make_config(a, vocabulary):
         "ctc_reduction": "mean_batch",
         "skip_nan_grad": False,
         "tokenizer": {"dir": None, "type": "bpe"},
-        "preprocessor": {
-            "_target_": "nemo.collections.asr.modules.AudioToMelSpectrogramPreprocessor",
-            "sample_rate": 16000, "normalize": getattr(a, "feature_stats", None) or "NA",
-            "window_size": 0.025, "window_stride": 0.01,
-            "window": "hann", "features": a.n_mels, "n_fft": 512, "log": True, "frame_splicing": 1,
-            "dither": 1e-05, "pad_to": 0, "pad_value": 0.0,
-        },
+        "preprocessor": preprocessor_config(a.n_mels, getattr(a, "feature_stats", None) or "NA"),
         "spec_augment": {
             "_target_": "nemo.collections.asr.modules.SpectrogramAugmentation",
             "freq_masks": a.freq_masks, "time_masks": a.time_masks, "freq_width": 27, "time_width": 0.05,
@@ -221,10 +225,8 @@ def measure_feature_stats(items, n_mels, limit=400):
     Why: with normalize NA the bins differ by several units in level (the top bins of band-limited
     speech sit at the log floor) and CTC training stays on its blank plateau; with these
     statistics it leaves it within a few hundred steps (models/README.md)."""
-    pre = earshot_model.AudioToMelSpectrogramPreprocessor(
-        {"sample_rate": 16000, "normalize": "NA", "window_size": 0.025, "window_stride": 0.01,
-         "features": n_mels, "n_fft": 512, "pad_to": 0})
-    pre.eval()
+    pre = earshot_model.AudioToMelSpectrogramPreprocessor(preprocessor_config(n_mels, "NA"))
+    pre.eval()  # no dither
     step = max(1, len(items) // limit)
     total = torch.zeros(n_mels, dtype=torch.float64)
     total_sq = torch.zeros(n_mels, dtype=torch.float64)
@@ -496,17 +498,18 @@ def main(argv=None):
     args.tokenizer = tok_dir
     sp = tokenizer_mod.load(tok_dir)
     vocabulary = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
-    if not resume and not args.init_from and args.normalize == "fixed":
-        args.feature_stats = measure_feature_stats(train_items, args.n_mels)
-    cfg = resume["config"] if resume else make_config(args, vocabulary)
-    if args.init_from and not resume:  # the weights were trained on that model's features
-        import nemo_io
-        cfg["preprocessor"]["normalize"] = nemo_io.read_nemo(args.init_from)[0]["preprocessor"].get("normalize", "NA")
-    model = earshot_model.EncDecModel(cfg)
+    init = None  # (config, state dict) of --init-from
     if args.init_from and not resume:
         import nemo_io
-        _, sd, _, _ = nemo_io.read_nemo(args.init_from)
-        model.load_state_dict(sd)
+        init = nemo_io.read_nemo(args.init_from)[:2]
+    if not resume and not init and args.normalize == "fixed":
+        args.feature_stats = measure_feature_stats(train_items, args.n_mels)
+    cfg = resume["config"] if resume else make_config(args, vocabulary)
+    if init:  # the weights were trained on that model's features
+        cfg["preprocessor"]["normalize"] = init[0]["preprocessor"].get("normalize", "NA")
+    model = earshot_model.EncDecModel(cfg)
+    if init:
+        model.load_state_dict(init[1])
     device = torch.device(args.device)
     model.to(device)
     dev_items = read_manifest(args.dev_manifest, jobs=args.threads) if args.dev_manifest else []
