@@ -479,8 +479,11 @@ def main(argv=None):
     resume = None
     if args.resume:
         resume = torch.load(ckpt_path, map_location="cpu")
-        keep = {k: v for k, v in vars(args).items() if k in ("resume", "max_steps", "threads", "device",
-                                                             "deadline", "minutes", "log_every", "no_export")}
+        # What to compute comes from the checkpoint; where and how often to write and report comes
+        # from this command line, so that a copied run folder resumes into itself.
+        keep = {k: v for k, v in vars(args).items() if k in ("resume", "out", "max_steps", "threads", "device",
+                                                             "deadline", "minutes", "log_every", "save_every",
+                                                             "eval_every", "eval_limit", "no_export")}
         vars(args).update(resume["args"])
         vars(args).update(keep)
     if not args.total_steps:
