@@ -70,6 +70,9 @@ class ConvertError(Exception):
 # ---------------------------------------------------------------------------
 
 _COMPRESSED_MAGIC = (b"\x1f\x8b", b"BZh", b"\xfd7zXZ")
+# What tarfile raises on a truncated or corrupt archive (OverflowError: an offset too large for
+# seek()). One list for every read, so that a new failure mode is handled everywhere at once.
+_TAR_ERRORS = (tarfile.TarError, EOFError, zlib.error, OSError, OverflowError)
 
 
 class NemoArchive:
@@ -89,12 +92,12 @@ class NemoArchive:
         self.compressed = magic.startswith(_COMPRESSED_MAGIC)
         try:
             self.tar = tarfile.open(path, mode="r:*")
-        except (tarfile.TarError, EOFError, zlib.error, OSError, OverflowError):
+        except _TAR_ERRORS:
             # tarfile's message lists every decompressor it tried; not useful.
             raise ConvertError("%s is not a .nemo archive (not a tar file, plain or compressed)" % path)
         try:
             members = self.tar.getmembers()
-        except (tarfile.TarError, EOFError, zlib.error, OSError, OverflowError) as e:
+        except _TAR_ERRORS as e:
             self.tar.close()
             raise ConvertError("%s is truncated or corrupt (tar: %s)" % (path, e))
         self.members = {}
@@ -140,7 +143,7 @@ class NemoArchive:
         try:
             f = self.tar.extractfile(m)
             data = f.read()
-        except (tarfile.TarError, EOFError, zlib.error, OSError, OverflowError) as e:
+        except _TAR_ERRORS as e:
             raise ConvertError("%s is truncated or corrupt: cannot read %s: %s" % (self.path, name, e))
         if len(data) != m.size:
             raise ConvertError("%s is truncated: member %s is cut short" % (self.path, name))
@@ -164,7 +167,7 @@ class NemoArchive:
                 raise ConvertError("%s is truncated: member %s is cut short" % (self.path, name))
             tmp.seek(0)
             return tmp
-        except (tarfile.TarError, EOFError, zlib.error, OSError, OverflowError) as e:
+        except _TAR_ERRORS as e:
             raise ConvertError("%s is truncated or corrupt: cannot read %s: %s" % (self.path, name, e))
 
 
@@ -803,6 +806,12 @@ class RestrictedUnpickler(pickle.Unpickler):
         return StorageRef(pid[2], pid[1].dtype, pid[4])
 
 
+# What zipfile raises on a corrupt checkpoint; NotImplementedError: a zip version or compression
+# zipfile does not read. Shared by opening and every record read, like _TAR_ERRORS.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, OverflowError,
+               NotImplementedError)
+
+
 class Checkpoint:
     """A PyTorch zip checkpoint: the state dict's TensorRefs, and their bytes."""
 
@@ -819,8 +828,7 @@ class Checkpoint:
         try:
             self.zip = zipfile.ZipFile(fileobj)
             names = self.zip.namelist()
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, OverflowError,
-                NotImplementedError) as e:  # e.g. a zip version zipfile does not read
+        except _ZIP_ERRORS as e:
             raise ConvertError("corrupt checkpoint: %s: %s" % (label, e))
         pkls = [n for n in names if re.fullmatch(r"[^/]+/data\.pkl", n)]
         if len(pkls) != 1:
@@ -842,8 +850,7 @@ class Checkpoint:
             return self.zip.read(name)
         except KeyError:
             raise ConvertError("corrupt checkpoint: %s has no record %s" % (self.label, name))
-        except (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, OverflowError,
-                NotImplementedError) as e:
+        except _ZIP_ERRORS as e:
             raise ConvertError("corrupt checkpoint: %s: %s: %s" % (self.label, name, e))
 
     def _load_state_dict(self, pkl):
