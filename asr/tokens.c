@@ -5,7 +5,8 @@
  * ordinary pieces are concatenated with U+2581 ("▁", the word-boundary mark) turned into a
  * space, and the ▁s that begin the text are dropped (SentencePiece adds one as a dummy prefix
  * when encoding, and drops all of them when decoding). Byte-fallback pieces <0xNN> stand for
- * one raw byte; <unk> reads " ⁇ "; control pieces (<s>, </s>, <pad>) and ids outside the vocabulary (blank) produce nothing.
+ * one raw byte; <unk> reads " ⁇ "; control pieces (<s>, </s>, <pad>) and ids outside the
+ * vocabulary (blank) produce nothing.
  *
  * Words use the same boundary mark: a piece beginning with ▁ starts a new word. A word's time
  * span runs from the start of its first token's encoder frame to the end of its last token's.
