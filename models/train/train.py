@@ -401,6 +401,20 @@ def set_rng_state(rng, st):
     random.setstate(st["global_python"])
 
 
+def deadline_time(hhmm, now):
+    """The epoch time of the next HH:MM (UTC) at or after `now`.  A time of day already past today
+    means tomorrow's: a run started at 23:00 with --deadline 01:30 trains 2.5 hours, not 0."""
+    try:
+        hh, mm = (int(x) for x in hhmm.split(":"))
+    except ValueError:
+        raise SystemExit("--deadline: expected HH:MM (UTC), got %r" % hhmm)
+    if not (0 <= hh < 24 and 0 <= mm < 60):
+        raise SystemExit("--deadline: %r is not a time of day (00:00 to 23:59)" % hhmm)
+    midnight = now - now % 86400  # epoch time has no leap seconds, so days are 86400 s in UTC
+    target = midnight + hh * 3600 + mm * 60
+    return target if target >= now else target + 86400
+
+
 def save_checkpoint(path, model, opt, sched, rng, pos, args, cfg, history):
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -466,7 +480,8 @@ def build_parser():
     ap.add_argument("--save-every", type=int, default=500)
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--eval-limit", type=int, default=200)
-    ap.add_argument("--deadline", help="stop (checkpoint, export) at this UTC time, HH:MM")
+    ap.add_argument("--deadline", help="stop (checkpoint, export) at the next HH:MM, UTC (tomorrow's "
+                    "if that time of day has passed)")
     ap.add_argument("--minutes", type=float, help="stop (checkpoint, export) after this many minutes of training")
     ap.add_argument("--no-export", action="store_true")
     return ap
@@ -488,6 +503,7 @@ def main(argv=None):
         vars(args).update(keep)
     if not args.total_steps:
         args.total_steps = args.max_steps
+    deadline = deadline_time(args.deadline, time.time()) if args.deadline else None  # refuse a bad one now
     torch.set_num_threads(args.threads)
     random.seed(args.seed)
     np.random.seed(args.seed)
@@ -542,11 +558,6 @@ def main(argv=None):
     if pos["step"]:
         print("resumed at step %d (epoch %d, batch %d)" % (pos["step"], pos["epoch"], pos["index"]), flush=True)
 
-    deadline = None
-    if args.deadline:
-        hh, mm = map(int, args.deadline.split(":"))
-        now = time.gmtime()
-        deadline = time.time() + ((hh * 60 + mm) - (now.tm_hour * 60 + now.tm_min)) * 60 - now.tm_sec
     if args.minutes:
         until = time.time() + args.minutes * 60
         deadline = until if deadline is None else min(deadline, until)

@@ -173,6 +173,23 @@ def state_equal(a, b):
     return a == b
 
 
+def check_deadline(res):
+    """--deadline HH:MM: later today, or tomorrow when that time of day has passed."""
+    import calendar
+    at = calendar.timegm((2026, 11, 28, 23, 0, 30))
+    cases = [("23:30", at + 29 * 60 + 30), ("01:30", at + 2 * 3600 + 29 * 60 + 30),
+             ("23:00", at + 24 * 3600 - 30), ("00:00", at + 3600 - 30)]
+    for hhmm, want in cases:
+        got = train_mod.deadline_time(hhmm, at)
+        res.check(got == want, "deadline %s at 23:00:30" % hhmm, "%+d s from expected" % (got - want))
+    for bad in ("25:00", "12:60", "noon", "12"):
+        try:
+            train_mod.deadline_time(bad, at)
+            res.check(False, "deadline %r refused" % bad)
+        except SystemExit as e:
+            res.check("--deadline" in str(e), "deadline %r refused" % bad, str(e))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--build", default=os.path.join(REPO, "build"))
@@ -183,6 +200,7 @@ def main(argv=None):
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     res = Results()
+    check_deadline(res)
     work = a.work or tempfile.mkdtemp(prefix="earshot-train-test-")
     os.makedirs(work, exist_ok=True)
     convert = os.path.join(a.build, "earshot-convert")
