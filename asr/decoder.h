@@ -8,6 +8,10 @@
  *             chunks is the id of its last frame, so a run of one token that straddles a chunk
  *             border is emitted once, at the frame where it started.
  *
+ *   ctc_beam.c  CTC prefix beam search with a word n-gram language model (lm.h), for models whose
+ *             greedy output is spelled right in sound but wrong in letters. It settles tokens as
+ *             the hypotheses agree on them, so the stream's token list still only grows.
+ *
  *   rnnt.c    Greedy RNNT exactly as NeMo's GreedyRNNTInfer: per frame, ask the joint up to
  *             max_symbols times; a non-blank answer is emitted and advances the prediction
  *             network (embedding + one LSTM layer), blank moves to the next frame. A stream's
@@ -29,6 +33,7 @@
 #include <stddef.h>
 
 #include "earshot.h" /* es_token, es_word, es_words_free: part of the public interface */
+#include "lm.h"
 #include "model.h"
 
 /* ---- CTC (ctc.c) ---- */
@@ -46,6 +51,33 @@ void es_ctc_log_probs(const es_model *m, const float *frames, int n_frames, floa
    scratch holds the chunk's log-probs afterwards. */
 int es_ctc_greedy(const es_model *m, const float *frames, int n_frames, int first_frame, int *prev_id,
                   int *frame_ids, es_token *out, int max_out, float *scratch);
+
+/* ---- CTC beam search with a language model (ctc_beam.c) ---- */
+
+typedef struct {
+    int beam;             /* hypotheses kept per frame (1..1024) */
+    float lm_weight;      /* the language model's weight against the acoustic log-probs */
+    float word_bonus;     /* added per word, against the LM's bias towards fewer words */
+    int silence_frames;   /* frames with no new token after which the best hypothesis is settled */
+    int max_delay_frames; /* a token is settled at most this many frames after it was emitted */
+} es_beam_params;
+
+typedef struct es_ctc_beam es_ctc_beam;
+
+es_beam_params es_beam_default_params(void);
+/* One stream's search. lm may be NULL (a plain prefix beam search). The model and the LM must
+   outlive it. NULL when out of memory or a parameter is out of range. */
+es_ctc_beam *es_ctc_beam_create(const es_model *m, const es_lm *lm, const es_beam_params *params);
+void es_ctc_beam_free(es_ctc_beam *b);
+/* Searches n_frames frames of CTC log-probs [n_frames][V+1] (es_ctc_log_probs), the first of
+   which is the stream's frame first_frame. *settled points at the tokens that became final
+   (valid until the next call); returns their count, or -1 when out of memory. */
+int es_ctc_beam_step(es_ctc_beam *b, const float *logprobs, int n_frames, int first_frame, const es_token **settled);
+/* The stream ended: the best hypothesis, with its last word and the sentence end scored,
+   settles the rest. Same return as es_ctc_beam_step. */
+int es_ctc_beam_finish(es_ctc_beam *b, const es_token **settled);
+/* The best hypothesis' tokens that are not settled yet (they may still change). */
+const es_token *es_ctc_beam_pending(const es_ctc_beam *b, int *n);
 
 /* ---- RNNT (rnnt.c) ---- */
 

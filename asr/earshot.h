@@ -57,6 +57,15 @@ typedef struct {
     es_backend backend;
     int n_threads;   /* compute threads; 0 = one per core */
     int max_streams; /* stream slots (cache memory is reserved for all of them) */
+    /* A word n-gram language model (ARPA, optionally .gz) for CTC streams: with one, CTC
+       decoding is a prefix beam search that weighs each word by the LM instead of greedy.
+       NULL = greedy. Settled text reaches es_stream_tokens a little later than greedy's (at
+       pauses, or after lm_max_delay_ms); es_stream_pending_tokens shows the rest meanwhile. */
+    const char *lm_path;
+    float lm_weight;     /* the LM's weight (alpha) */
+    float lm_word_bonus; /* added per word (beta) */
+    int lm_beam;         /* hypotheses kept */
+    int lm_max_delay_ms; /* the longest a token waits to be settled */
 } es_engine_params;
 
 es_engine_params es_engine_default_params(void);
@@ -123,8 +132,11 @@ double es_stream_audio_seconds(const es_stream *s);
    it. Returns 0, or -1 with a message. */
 int es_engine_step(es_engine *e, es_stream **streams, int n, char *err, size_t errlen);
 
-/* Everything decoded so far. */
+/* Everything decoded so far: tokens that will not change. */
 const es_token *es_stream_tokens(const es_stream *s, int *n);
+/* Tokens after those that the decoder may still revise (only the LM beam search has any):
+   its current best guess, for partial results. */
+const es_token *es_stream_pending_tokens(const es_stream *s, int *n);
 /* Encoder frames decoded so far. */
 int es_stream_frames(const es_stream *s);
 

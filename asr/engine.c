@@ -25,6 +25,7 @@
 #include "cuda/cuda_backend.h"
 #endif
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,6 +58,8 @@ struct es_engine {
     float *ctc_scratch;
     size_t ctc_scratch_cap;
     rnnt_batch rnnt;
+    es_lm *lm;              /* NULL: CTC is greedy */
+    es_beam_params beam;
 };
 
 struct es_stream {
@@ -72,13 +75,20 @@ struct es_stream {
     long samples;
     int frames;     /* encoder frames decoded */
     int ctc_prev;   /* CTC: the last frame's id, to merge repeats across chunks */
+    es_ctc_beam *beam; /* CTC with the engine's LM: the search, instead of ctc_prev */
+    int beam_finished;
     es_token *tokens;
     int n_tokens, tokens_cap;
 };
 
+static int finish_beam(es_stream *s);
+
 es_engine_params es_engine_default_params(void)
 {
-    es_engine_params p = {.backend = ES_BACKEND_CPU, .n_threads = 0, .max_streams = 64};
+    es_beam_params b = es_beam_default_params();
+    es_engine_params p = {.backend = ES_BACKEND_CPU, .n_threads = 0, .max_streams = 64, .lm_path = NULL,
+                          .lm_weight = b.lm_weight, .lm_word_bonus = b.word_bonus, .lm_beam = b.beam,
+                          .lm_max_delay_ms = 2000};
     return p;
 }
 
@@ -102,6 +112,35 @@ int es_backend_available(es_backend backend, char *msg, size_t msglen)
 #endif
 }
 
+/* Loads the engine's language model and checks the search parameters. */
+static int configure_lm(es_engine *e, const es_engine_params *p, char *err, size_t errlen)
+{
+    if (!e->model->has_ctc) {
+        snprintf(err, errlen, "a language model needs a model with a CTC decoder; this one has only RNNT");
+        return -1;
+    }
+    if (p->lm_beam < 1 || p->lm_beam > 1024 || !isfinite(p->lm_weight) || p->lm_weight < 0 ||
+        !isfinite(p->lm_word_bonus) || p->lm_max_delay_ms < 100 || p->lm_max_delay_ms > 60000) {
+        snprintf(err, errlen, "language-model search: beam must be 1..1024, the weight a number >= 0, the word "
+                 "bonus a number, the maximum delay 100..60000 ms");
+        return -1;
+    }
+    double frame_ms = es_engine_frame_seconds(e) * 1000.0;
+    e->beam = es_beam_default_params();
+    e->beam.beam = p->lm_beam;
+    e->beam.lm_weight = p->lm_weight;
+    e->beam.word_bonus = p->lm_word_bonus;
+    e->beam.max_delay_frames = (int)(p->lm_max_delay_ms / frame_ms + 0.5);
+    if (e->beam.max_delay_frames < 1)
+        e->beam.max_delay_frames = 1;
+    /* a pause of about 300 ms settles a phrase: shorter than any sensible endpointing */
+    e->beam.silence_frames = (int)(300.0 / frame_ms + 0.5);
+    if (e->beam.silence_frames < 1)
+        e->beam.silence_frames = 1;
+    e->lm = es_lm_load(p->lm_path, err, errlen);
+    return e->lm ? 0 : -1;
+}
+
 es_engine *es_engine_create(const char *model_path, const es_engine_params *params, char *err, size_t errlen)
 {
     es_engine_params p = params ? *params : es_engine_default_params();
@@ -122,6 +161,10 @@ es_engine *es_engine_create(const char *model_path, const es_engine_params *para
         return NULL;
     }
     const es_model *m = e->model;
+    if (p.lm_path && configure_lm(e, &p, err, errlen) != 0) {
+        es_engine_free(e);
+        return NULL;
+    }
     size_t regions[N_REGIONS];
     es_encoder_cache_regions(m, regions);
     regions[REGION_RNNT] = m->has_rnnt ? es_rnnt_state_bytes(m) : 1;
@@ -165,6 +208,7 @@ void es_engine_free(es_engine *e)
 #endif
     es_slot_pool_free(e->pool);
     es_model_free(e->model);
+    es_lm_free(e->lm);
     free(e->name);
     free(e->inputs);
     free(e->outputs);
@@ -320,7 +364,9 @@ es_stream *es_stream_create(es_engine *e, const es_stream_params *params, char *
 #endif
     s->mel = es_mel_create(&e->mel);
     s->chunker = es_chunker_create(e->model, p.lookahead);
-    if (!s->mel || !s->chunker) {
+    if (e->lm && s->decoder == ES_DECODER_CTC)
+        s->beam = es_ctc_beam_create(e->model, e->lm, &e->beam);
+    if (!s->mel || !s->chunker || (e->lm && s->decoder == ES_DECODER_CTC && !s->beam)) {
         snprintf(err, errlen, "out of memory");
         es_stream_free(s);
         return NULL;
@@ -336,6 +382,7 @@ void es_stream_free(es_stream *s)
         es_slot_release(s->e->pool, s->slot);
     es_mel_free(s->mel);
     es_chunker_free(s->chunker);
+    es_ctc_beam_free(s->beam);
     free(s->columns);
     free(s->tokens);
     free(s);
@@ -387,7 +434,7 @@ int es_stream_end_audio(es_stream *s)
     if (s->samples > 0 && drain_features(s, NULL, 0, 1) != 0)
         return -1;
     es_chunker_end(s->chunker);
-    return 0;
+    return finish_beam(s); /* when no chunk was left to decode */
 }
 
 int es_stream_ready(const es_stream *s)
@@ -409,6 +456,15 @@ const es_token *es_stream_tokens(const es_stream *s, int *n)
 {
     *n = s->n_tokens;
     return s->tokens;
+}
+
+const es_token *es_stream_pending_tokens(const es_stream *s, int *n)
+{
+    if (!s->beam) {
+        *n = 0;
+        return s->tokens;
+    }
+    return es_ctc_beam_pending(s->beam, n);
 }
 
 int es_stream_frames(const es_stream *s)
@@ -465,6 +521,28 @@ static int ensure_step(es_engine *e, int n)
     return 0;
 }
 
+/* Appends tokens the beam search settled. */
+static int append_tokens(es_stream *s, const es_token *t, int n)
+{
+    if (n < 0 || reserve_tokens(s, n) != 0)
+        return -1;
+    if (n > 0)
+        memcpy(s->tokens + s->n_tokens, t, sizeof *t * (size_t)n);
+    s->n_tokens += n;
+    return 0;
+}
+
+/* Once the stream's last chunk is decoded, the beam search settles its best hypothesis. */
+static int finish_beam(es_stream *s)
+{
+    if (!s->beam || s->beam_finished || !es_chunker_done(s->chunker))
+        return 0;
+    s->beam_finished = 1;
+    const es_token *settled;
+    int n = es_ctc_beam_finish(s->beam, &settled);
+    return append_tokens(s, settled, n);
+}
+
 static int decode_ctc(es_engine *e, es_stream *s, const es_encoder_output *o)
 {
     size_t need = (size_t)o->n_frames * (size_t)(e->model->n_vocab + 1);
@@ -474,6 +552,12 @@ static int decode_ctc(es_engine *e, es_stream *s, const es_encoder_output *o)
             return -1;
         e->ctc_scratch = p;
         e->ctc_scratch_cap = need;
+    }
+    if (s->beam) {
+        const es_token *settled;
+        es_ctc_log_probs(e->model, o->frames, o->n_frames, e->ctc_scratch);
+        int got = es_ctc_beam_step(s->beam, e->ctc_scratch, o->n_frames, s->frames, &settled);
+        return append_tokens(s, settled, got);
     }
     if (reserve_tokens(s, o->n_frames) != 0)
         return -1;
@@ -532,15 +616,22 @@ static int step_cuda(es_engine *e, es_stream **streams, int n, char *err, size_t
     unsigned flags = 0;
     int gpu_rnnt = es_cuda_rnnt_on(e->cuda);
     for (int i = 0; i < n; i++)
-        flags |= streams[i]->decoder == ES_DECODER_CTC ? ES_CUDA_CTC_IDS : gpu_rnnt ? 0 : ES_CUDA_FRAMES;
+        flags |= streams[i]->beam                       ? ES_CUDA_FRAMES /* the search needs the log-probs */
+                 : streams[i]->decoder == ES_DECODER_CTC ? ES_CUDA_CTC_IDS
+                 : gpu_rnnt                              ? 0
+                                                         : ES_CUDA_FRAMES;
     if (es_cuda_step(e->cuda, e->inputs, n, flags, e->outputs, err, errlen) != 0)
         return -1;
-    for (int i = 0; i < n; i++)
-        if (streams[i]->decoder == ES_DECODER_CTC &&
-            decode_ctc_ids(e, streams[i], es_cuda_ctc_ids(e->cuda, i), e->outputs[i].n_frames) != 0) {
+    for (int i = 0; i < n; i++) {
+        es_stream *s = streams[i];
+        if (s->decoder != ES_DECODER_CTC)
+            continue;
+        if (s->beam ? decode_ctc(e, s, &e->outputs[i])
+                    : decode_ctc_ids(e, s, es_cuda_ctc_ids(e->cuda, i), e->outputs[i].n_frames)) {
             snprintf(err, errlen, "out of memory");
             return -1;
         }
+    }
     return gpu_rnnt ? decode_rnnt_cuda(e, streams, n, err, errlen) : 0;
 }
 #endif
@@ -628,8 +719,13 @@ int es_engine_step(es_engine *e, es_stream **streams, int n, char *err, size_t e
         return -1;
     }
     for (int i = 0; i < n; i++) {
-        streams[i]->frames += e->outputs[i].n_frames;
-        es_chunker_consume(streams[i]->chunker);
+        es_stream *s = streams[i];
+        s->frames += e->outputs[i].n_frames;
+        es_chunker_consume(s->chunker);
+        if (finish_beam(s) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
     }
     return 0;
 }

@@ -3,7 +3,7 @@
 set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
-  libopenblas-dev libcjson-dev libsndfile1-dev libsamplerate0-dev libwebsockets-dev libopus-dev
+  libopenblas-dev libcjson-dev libsndfile1-dev libsamplerate0-dev libwebsockets-dev libopus-dev zlib1g-dev
   python3 python3-yaml
   sox libsox-fmt-all
   clang-14 libclang-rt-14-dev libomp-14-dev

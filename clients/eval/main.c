@@ -250,16 +250,22 @@ static long char_edits(char **ref, int nr, char **hyp, int nh, long *ref_chars)
 
 static void usage(FILE *f)
 {
+    es_engine_params d = es_engine_default_params();
     fprintf(f, "Usage: earshot-eval --model MODEL --manifest FILE [options]\n"
                "Word and character error rates of a model on a labelled set, per latency mode.\n\n"
                "  --model PATH          Earshot model file (from earshot-convert)\n"
                "  --manifest FILE       NeMo JSON lines (audio_filepath, text) or a TSV with file, reference\n"
                "  --chunk-ms N[,N...]   latency modes to evaluate (default: every mode of the model)\n"
                "  --decoder ctc|rnnt    decoder of a hybrid model (default: rnnt when present)\n"
+               "  --lm FILE             word n-gram LM (ARPA, may be .gz): CTC beam search instead of greedy\n"
+               "  --lm-weight A         the LM's weight (default %.2f)\n"
+               "  --lm-bonus B          score added per word (default %.2f)\n"
+               "  --beam N              hypotheses kept by the search (default %d)\n"
                "  --json OUT            write every figure, per mode and utterance, to OUT\n"
                "  --quiet               no per-utterance lines\n"
                "  --help                this text\n\n"
-               "Exit status: 0 done, 1 an utterance could not be read, 2 wrong command line, 3 model.\n");
+               "Exit status: 0 done, 1 an utterance could not be read, 2 wrong command line, 3 model.\n",
+            (double)d.lm_weight, (double)d.lm_word_bonus, d.lm_beam);
 }
 
 int main(int argc, char **argv)
@@ -267,7 +273,11 @@ int main(int argc, char **argv)
     es_prefer_passive_threads(argv);
     const char *model = NULL, *man_path = NULL, *json_path = NULL, *chunks = NULL, *decoder = NULL;
     int quiet = 0;
-    static const struct option opts[] = {{"model", required_argument, 0, 'm'},  {"manifest", required_argument, 0, 'f'},
+    es_engine_params ep = es_engine_default_params();
+    ep.max_streams = 1;
+    char *end;
+    static const struct option opts[] = {{"lm", required_argument, 0, 'L'}, {"lm-weight", required_argument, 0, 'A'},
+                                         {"lm-bonus", required_argument, 0, 'B'}, {"beam", required_argument, 0, 'W'},{"model", required_argument, 0, 'm'},  {"manifest", required_argument, 0, 'f'},
                                          {"chunk-ms", required_argument, 0, 'c'}, {"decoder", required_argument, 0, 'd'},
                                          {"json", required_argument, 0, 'j'},   {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
@@ -280,6 +290,25 @@ int main(int argc, char **argv)
         case 'd': decoder = optarg; break;
         case 'j': json_path = optarg; break;
         case 'q': quiet = 1; break;
+        case 'L': ep.lm_path = optarg; break;
+        case 'A':
+        case 'B': {
+            float v = strtof(optarg, &end);
+            if (end == optarg || *end) {
+                fprintf(stderr, "earshot-eval: --%s needs a number, not '%s'\n", c == 'A' ? "lm-weight" : "lm-bonus",
+                        optarg);
+                return 2;
+            }
+            *(c == 'A' ? &ep.lm_weight : &ep.lm_word_bonus) = v;
+            break;
+        }
+        case 'W':
+            ep.lm_beam = (int)strtol(optarg, &end, 10);
+            if (end == optarg || *end) {
+                fprintf(stderr, "earshot-eval: --beam needs a whole number, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
@@ -296,8 +325,6 @@ int main(int argc, char **argv)
         manifest_free(&m);
         return 2;
     }
-    es_engine_params ep = es_engine_default_params();
-    ep.max_streams = 1;
     es_engine *e = es_engine_create(model, &ep, err, sizeof err);
     if (!e) {
         fprintf(stderr, "earshot-eval: %s\n", err);

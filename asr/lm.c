@@ -1,0 +1,498 @@
+/*
+ * lm.c - the ARPA n-gram language model (see lm.h).
+ *
+ * Two open-addressing hash tables: words (text -> id, ids in the order of the 1-gram section)
+ * and n-grams (the id sequence -> log-probability and back-off weight). The n-gram table holds
+ * every order, keyed by the whole sequence, so a back-off query is at most 2 x order lookups.
+ * Entries are sized from the counts in the file's \data\ header, which are checked against
+ * the sections as they are read: a truncated or inconsistent file is refused, not half-used.
+ */
+#include "lm.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define LN10 2.302585092994046f
+/* ln P of a word the model does not know, when the file has no <unk> of its own */
+#define UNK_FLOOR (-7.0f * LN10)
+/* the most n-grams one file may declare: beyond this a "count" is surely corruption */
+#define MAX_NGRAMS 400000000L
+
+typedef struct {
+    int32_t w[ES_LM_MAX_ORDER];
+    int32_t n;
+    float logp, bow; /* natural logs */
+} ngram;
+
+struct es_lm {
+    int order;
+    /* words */
+    char **words;
+    int n_words, words_cap;
+    uint32_t *word_index; /* id + 1, 0 = empty */
+    size_t word_mask;
+    int unk, bos, eos;
+    /* n-grams */
+    ngram *grams;
+    size_t n_grams, grams_cap;
+    uint32_t *gram_index; /* entry + 1, 0 = empty */
+    size_t gram_mask;
+    /* the vocabulary trie: edge (node, byte) -> child, and the word each node ends, if any */
+    uint64_t *edge_key; /* (node << 8 | byte) + 1, 0 = empty */
+    int32_t *edge_child;
+    size_t edge_mask;
+    int32_t *node_word;
+    int n_nodes;
+};
+
+static uint64_t mix64(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    return h ^ (h >> 33);
+}
+
+static uint64_t hash_text(const char *s, size_t n)
+{
+    uint64_t h = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ULL;
+    return mix64(h);
+}
+
+static uint64_t hash_ids(const int32_t *w, int n)
+{
+    uint64_t h = (uint64_t)n;
+    for (int i = 0; i < n; i++)
+        h = mix64(h * 31 + (uint32_t)w[i]);
+    return h;
+}
+
+/* A power of two at least twice n, so the tables stay at most half full. */
+static size_t table_size(size_t n)
+{
+    size_t s = 16;
+    while (s < 2 * n)
+        s *= 2;
+    return s;
+}
+
+static int find_word(const es_lm *lm, const char *s, size_t n)
+{
+    for (size_t i = hash_text(s, n) & lm->word_mask;; i = (i + 1) & lm->word_mask) {
+        uint32_t k = lm->word_index[i];
+        if (!k)
+            return -1;
+        const char *w = lm->words[k - 1];
+        if (strlen(w) == n && memcmp(w, s, n) == 0)
+            return (int)k - 1;
+    }
+}
+
+static const ngram *find_gram(const es_lm *lm, const int32_t *w, int n)
+{
+    for (size_t i = hash_ids(w, n) & lm->gram_mask;; i = (i + 1) & lm->gram_mask) {
+        uint32_t k = lm->gram_index[i];
+        if (!k)
+            return NULL;
+        const ngram *g = &lm->grams[k - 1];
+        if (g->n == n && memcmp(g->w, w, sizeof(int32_t) * (size_t)n) == 0)
+            return g;
+    }
+}
+
+/* Adds a word (it must be new); returns its id, or -1 when out of memory. */
+static int add_word(es_lm *lm, const char *s, size_t n)
+{
+    if (lm->n_words == lm->words_cap)
+        return -1; /* sized from the header; callers check the count first */
+    char *copy = malloc(n + 1);
+    if (!copy)
+        return -1;
+    memcpy(copy, s, n);
+    copy[n] = '\0';
+    int id = lm->n_words++;
+    lm->words[id] = copy;
+    size_t i = hash_text(s, n) & lm->word_mask;
+    while (lm->word_index[i])
+        i = (i + 1) & lm->word_mask;
+    lm->word_index[i] = (uint32_t)id + 1;
+    return id;
+}
+
+/* Adds an n-gram; 0 when added, 1 when it was there already, -1 when the table is full. */
+static int add_gram(es_lm *lm, const ngram *g)
+{
+    size_t i = hash_ids(g->w, g->n) & lm->gram_mask;
+    for (; lm->gram_index[i]; i = (i + 1) & lm->gram_mask) {
+        const ngram *o = &lm->grams[lm->gram_index[i] - 1];
+        if (o->n == g->n && memcmp(o->w, g->w, sizeof(int32_t) * (size_t)g->n) == 0)
+            return 1;
+    }
+    if (lm->n_grams == lm->grams_cap)
+        return -1;
+    lm->grams[lm->n_grams] = *g;
+    lm->gram_index[i] = (uint32_t)(++lm->n_grams);
+    return 0;
+}
+
+void es_lm_free(es_lm *lm)
+{
+    if (!lm)
+        return;
+    for (int i = 0; i < lm->n_words; i++)
+        free(lm->words[i]);
+    free(lm->words);
+    free(lm->word_index);
+    free(lm->grams);
+    free(lm->gram_index);
+    free(lm->edge_key);
+    free(lm->edge_child);
+    free(lm->node_word);
+    free(lm);
+}
+
+/* Builds the vocabulary trie (the markers <s>, </s>, <unk> are no words to spell). */
+static int build_trie(es_lm *lm)
+{
+    size_t edges = 0;
+    for (int i = 0; i < lm->n_words; i++)
+        edges += strlen(lm->words[i]);
+    lm->edge_mask = table_size(edges) - 1;
+    lm->edge_key = calloc(lm->edge_mask + 1, sizeof *lm->edge_key);
+    lm->edge_child = calloc(lm->edge_mask + 1, sizeof *lm->edge_child);
+    lm->node_word = malloc((edges + 1) * sizeof *lm->node_word);
+    if (!lm->edge_key || !lm->edge_child || !lm->node_word)
+        return -1;
+    lm->node_word[0] = -1;
+    lm->n_nodes = 1;
+    for (int w = 0; w < lm->n_words; w++) {
+        if (w == lm->bos || w == lm->eos || w == lm->unk)
+            continue;
+        int node = 0;
+        for (const unsigned char *p = (const unsigned char *)lm->words[w]; *p; p++) {
+            uint64_t key = ((uint64_t)node << 8 | *p) + 1;
+            size_t i = mix64(key) & lm->edge_mask;
+            while (lm->edge_key[i] && lm->edge_key[i] != key)
+                i = (i + 1) & lm->edge_mask;
+            if (!lm->edge_key[i]) {
+                lm->edge_key[i] = key;
+                lm->edge_child[i] = lm->n_nodes;
+                lm->node_word[lm->n_nodes++] = -1;
+            }
+            node = lm->edge_child[i];
+        }
+        lm->node_word[node] = w;
+    }
+    return 0;
+}
+
+int es_lm_trie_next(const es_lm *lm, int node, unsigned char byte)
+{
+    if (node < 0)
+        return -1;
+    uint64_t key = ((uint64_t)node << 8 | byte) + 1;
+    for (size_t i = mix64(key) & lm->edge_mask; lm->edge_key[i]; i = (i + 1) & lm->edge_mask)
+        if (lm->edge_key[i] == key)
+            return lm->edge_child[i];
+    return -1;
+}
+
+int es_lm_trie_word(const es_lm *lm, int node)
+{
+    return node < 0 || node >= lm->n_nodes ? -1 : lm->node_word[node];
+}
+
+/* ---- reading ---- */
+
+typedef struct {
+    gzFile f;
+    char *line;
+    size_t cap;
+    long number; /* 1-based line number of the current line */
+} reader;
+
+/* The next line without its newline and trailing blanks, or NULL at the end of the file. */
+static char *next_line(reader *r)
+{
+    size_t len = 0;
+    for (;;) {
+        if (r->cap - len < 2) {
+            size_t cap = r->cap ? r->cap * 2 : 256;
+            char *p = realloc(r->line, cap);
+            if (!p)
+                return NULL;
+            r->line = p;
+            r->cap = cap;
+        }
+        if (!gzgets(r->f, r->line + len, (int)(r->cap - len))) {
+            if (len == 0)
+                return NULL;
+            break;
+        }
+        len += strlen(r->line + len);
+        if (len > 0 && r->line[len - 1] == '\n')
+            break;
+    }
+    r->number++;
+    while (len > 0 && (r->line[len - 1] == '\n' || r->line[len - 1] == '\r' || r->line[len - 1] == ' ' ||
+                       r->line[len - 1] == '\t'))
+        r->line[--len] = '\0';
+    return r->line;
+}
+
+/* Splits a line at blanks into at most max fields; returns how many (max + 1 when more). */
+static int split_fields(char *s, char **f, int max)
+{
+    int n = 0;
+    for (char *p = strtok(s, " \t"); p; p = strtok(NULL, " \t")) {
+        if (n == max)
+            return max + 1;
+        f[n++] = p;
+    }
+    return n;
+}
+
+/* A log10 number as a natural log. Probabilities are at most 1; back-off weights may exceed it. */
+static int parse_log10(const char *s, int may_be_positive, float *out)
+{
+    char *end;
+    errno = 0;
+    float v = strtof(s, &end);
+    if (end == s || *end || errno == ERANGE || !isfinite(v) || (!may_be_positive && v > 1e-4f))
+        return -1;
+    *out = v * LN10;
+    return 0;
+}
+
+/* Reads the section of order n (its header line already read); 0 or -1 with err written. */
+static int read_section(es_lm *lm, reader *r, int n, long count, const char *path, char *err, size_t errlen)
+{
+    char *f[ES_LM_MAX_ORDER + 3];
+    long seen = 0;
+    for (char *s; (s = next_line(r));) {
+        if (!*s)
+            break;
+        if (s[0] == '\\') {
+            snprintf(err, errlen, "%s line %ld: the %d-gram section ends before its %ld entries (has %ld)", path,
+                     r->number, n, count, seen);
+            return -1;
+        }
+        int k = split_fields(s, f, n + 2);
+        ngram g = {.n = n};
+        if (k != n + 1 && k != n + 2) {
+            snprintf(err, errlen, "%s line %ld: a %d-gram line needs a log-probability, %d words and an optional "
+                     "back-off weight", path, r->number, n, n);
+            return -1;
+        }
+        if (parse_log10(f[0], 0, &g.logp) != 0 || (k == n + 2 && parse_log10(f[n + 1], 1, &g.bow) != 0)) {
+            snprintf(err, errlen, "%s line %ld: not a log10 probability (<= 0) or back-off weight", path, r->number);
+            return -1;
+        }
+        for (int i = 0; i < n; i++) {
+            int id = find_word(lm, f[1 + i], strlen(f[1 + i]));
+            if (n == 1) {
+                if (id >= 0) {
+                    snprintf(err, errlen, "%s line %ld: the word \"%s\" is listed twice", path, r->number, f[1]);
+                    return -1;
+                }
+                if (seen >= count || (id = add_word(lm, f[1], strlen(f[1]))) < 0) {
+                    snprintf(err, errlen, seen >= count ? "%s line %ld: more 1-grams than the header's count"
+                                                        : "%s line %ld: out of memory", path, r->number);
+                    return -1;
+                }
+            } else if (id < 0) {
+                snprintf(err, errlen, "%s line %ld: the word \"%s\" has no 1-gram", path, r->number, f[1 + i]);
+                return -1;
+            }
+            g.w[i] = id;
+        }
+        int added = seen < count ? add_gram(lm, &g) : -1;
+        if (added != 0) {
+            snprintf(err, errlen, added > 0 ? "%s line %ld: this %d-gram is listed twice"
+                                            : "%s line %ld: more %d-grams than the header's count", path, r->number, n);
+            return -1;
+        }
+        seen++;
+    }
+    if (seen != count) {
+        snprintf(err, errlen, "%s: the header promises %ld %d-grams but the file has %ld", path, count, n, seen);
+        return -1;
+    }
+    return 0;
+}
+
+/* Reads the whole file into lm; 0 or -1 with err written. */
+static int read_arpa(es_lm *lm, reader *r, const char *path, char *err, size_t errlen)
+{
+    char *s;
+    while ((s = next_line(r)) && strcmp(s, "\\data\\") != 0)
+        ;
+    if (!s) {
+        snprintf(err, errlen, "%s is not an ARPA language model (no \\data\\ line)", path);
+        return -1;
+    }
+    long counts[ES_LM_MAX_ORDER + 1] = {0}, total = 0;
+    while ((s = next_line(r)) && *s) {
+        int n;
+        long c;
+        char tail;
+        if (sscanf(s, "ngram %d=%ld%c", &n, &c, &tail) != 2 || n != lm->order + 1 || c < 1 ||
+            c > MAX_NGRAMS - total) {
+            snprintf(err, errlen, "%s line %ld: expected \"ngram %d=COUNT\" with a positive count", path, r->number,
+                     lm->order + 1);
+            return -1;
+        }
+        if (n > ES_LM_MAX_ORDER) {
+            snprintf(err, errlen, "%s: %d-grams are beyond the supported order %d", path, n, ES_LM_MAX_ORDER);
+            return -1;
+        }
+        counts[n] = c;
+        total += c;
+        lm->order = n;
+    }
+    if (lm->order == 0) {
+        snprintf(err, errlen, "%s: the \\data\\ header lists no n-gram counts", path);
+        return -1;
+    }
+    lm->words_cap = (int)counts[1] + 1; /* room for an <unk> the file may lack */
+    lm->words = calloc((size_t)lm->words_cap, sizeof *lm->words);
+    lm->word_mask = table_size((size_t)lm->words_cap) - 1;
+    lm->word_index = calloc(lm->word_mask + 1, sizeof *lm->word_index);
+    lm->grams_cap = (size_t)total + 1;
+    lm->grams = malloc(lm->grams_cap * sizeof *lm->grams);
+    lm->gram_mask = table_size(lm->grams_cap) - 1;
+    lm->gram_index = calloc(lm->gram_mask + 1, sizeof *lm->gram_index);
+    if (!lm->words || !lm->word_index || !lm->grams || !lm->gram_index || lm->gram_mask >= UINT32_MAX) {
+        snprintf(err, errlen, "out of memory for a language model of %ld n-grams", total);
+        return -1;
+    }
+    for (int n = 1; n <= lm->order; n++) {
+        char want[32];
+        snprintf(want, sizeof want, "\\%d-grams:", n);
+        while ((s = next_line(r)) && !*s)
+            ;
+        if (!s || strcmp(s, want) != 0) {
+            snprintf(err, errlen, "%s line %ld: expected the \"%s\" section", path, r->number, want);
+            return -1;
+        }
+        if (read_section(lm, r, n, counts[n], path, err, errlen) != 0)
+            return -1;
+    }
+    while ((s = next_line(r)) && !*s)
+        ;
+    if (!s || strcmp(s, "\\end\\") != 0) {
+        snprintf(err, errlen, "%s: no \\end\\ after the %d-grams (the file may be truncated)", path, lm->order);
+        return -1;
+    }
+    return 0;
+}
+
+es_lm *es_lm_load(const char *path, char *err, size_t errlen)
+{
+    reader r = {.f = gzopen(path, "rb")};
+    if (!r.f) {
+        snprintf(err, errlen, "cannot open the language model %s: %s", path, strerror(errno ? errno : ENOENT));
+        return NULL;
+    }
+    es_lm *lm = calloc(1, sizeof *lm);
+    int ok = lm && read_arpa(lm, &r, path, err, errlen) == 0;
+    if (!lm)
+        snprintf(err, errlen, "out of memory");
+    if (ok && gzclose(r.f) != Z_OK) {
+        snprintf(err, errlen, "%s: the compressed data is corrupt", path);
+        ok = 0;
+    } else if (!ok) {
+        gzclose(r.f);
+    }
+    free(r.line);
+    if (!ok) {
+        es_lm_free(lm);
+        return NULL;
+    }
+    lm->bos = find_word(lm, "<s>", 3);
+    lm->eos = find_word(lm, "</s>", 4);
+    lm->unk = find_word(lm, "<unk>", 5);
+    if (lm->bos < 0 || lm->eos < 0) {
+        snprintf(err, errlen, "%s: the model has no <s> or </s> 1-gram", path);
+        es_lm_free(lm);
+        return NULL;
+    }
+    if (lm->unk < 0) {
+        lm->unk = add_word(lm, "<unk>", 5);
+        ngram g = {.n = 1, .w = {lm->unk}, .logp = UNK_FLOOR};
+        if (lm->unk < 0 || add_gram(lm, &g) != 0) {
+            snprintf(err, errlen, "out of memory");
+            es_lm_free(lm);
+            return NULL;
+        }
+    }
+    if (build_trie(lm) != 0) {
+        snprintf(err, errlen, "out of memory");
+        es_lm_free(lm);
+        return NULL;
+    }
+    return lm;
+}
+
+int es_lm_order(const es_lm *lm)
+{
+    return lm->order;
+}
+
+int es_lm_words(const es_lm *lm)
+{
+    return lm->n_words;
+}
+
+int es_lm_word(const es_lm *lm, const char *word, size_t len)
+{
+    int id = find_word(lm, word, len);
+    return id < 0 ? lm->unk : id;
+}
+
+int es_lm_unk(const es_lm *lm)
+{
+    return lm->unk;
+}
+
+int es_lm_bos(const es_lm *lm)
+{
+    return lm->bos;
+}
+
+int es_lm_eos(const es_lm *lm)
+{
+    return lm->eos;
+}
+
+float es_lm_score(const es_lm *lm, const int *context, int n_context, int word)
+{
+    int32_t seq[ES_LM_MAX_ORDER];
+    int k = n_context < lm->order - 1 ? n_context : lm->order - 1;
+    if (k < 0)
+        k = 0;
+    float backoff = 0.0f;
+    for (; k >= 0; k--) {
+        /* the last k words of the context, then the word */
+        for (int i = 0; i < k; i++)
+            seq[i] = context[n_context - k + i];
+        seq[k] = word;
+        const ngram *g = find_gram(lm, seq, k + 1);
+        if (g)
+            return backoff + g->logp;
+        if (k > 0) {
+            const ngram *h = find_gram(lm, seq, k);
+            if (h)
+                backoff += h->bow;
+        }
+    }
+    return backoff + UNK_FLOOR; /* only for an id that is no word of the model */
+}
