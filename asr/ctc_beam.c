@@ -101,7 +101,7 @@ static uint64_t extend_hash(uint64_t h, int token)
 
 es_beam_params es_beam_default_params(void)
 {
-    es_beam_params p = {.beam = 16, .lm_weight = 0.8f, .word_bonus = 1.0f, .silence_frames = 8,
+    es_beam_params p = {.beam = 64, .lm_weight = 0.45f, .word_bonus = 1.0f, .silence_frames = 8,
                         .max_delay_frames = 50};
     return p;
 }
@@ -490,15 +490,32 @@ int es_ctc_beam_step(es_ctc_beam *b, const float *logprobs, int n_frames, int fi
     return b->n_settled;
 }
 
-int es_ctc_beam_finish(es_ctc_beam *b, const es_token **settled)
+/* Settles the hypothesis that reads best as finished words (and, with_eos, a finished
+   sentence), and drops all others, its own extensions too: nothing is left pending. */
+static int settle_best(es_ctc_beam *b, int with_eos, const es_token **settled)
 {
     b->n_settled = 0;
-    int w = best_closing(b, 1);
-    keep_agreeing(b, w, b->hyps[w].n_tail, INT_MIN);
+    int w = best_closing(b, with_eos);
+    if (w != 0) { /* swap, so every slot keeps a tail buffer of its own */
+        hyp t = b->hyps[0];
+        b->hyps[0] = b->hyps[w];
+        b->hyps[w] = t;
+    }
+    b->n_hyps = 1;
     if (settle_common(b) != 0)
         return -1;
     *settled = b->settled;
     return b->n_settled;
+}
+
+int es_ctc_beam_finish(es_ctc_beam *b, const es_token **settled)
+{
+    return settle_best(b, 1, settled);
+}
+
+int es_ctc_beam_settle(es_ctc_beam *b, const es_token **settled)
+{
+    return settle_best(b, 0, settled);
 }
 
 const es_token *es_ctc_beam_pending(const es_ctc_beam *b, int *n)

@@ -76,6 +76,8 @@ int es_ctc_beam_step(es_ctc_beam *b, const float *logprobs, int n_frames, int fi
 /* The stream ended: the best hypothesis, with its last word and the sentence end scored,
    settles the rest. Same return as es_ctc_beam_step. */
 int es_ctc_beam_finish(es_ctc_beam *b, const es_token **settled);
+/* Settles the best hypothesis now, as at a pause (a client's finalize). Same return. */
+int es_ctc_beam_settle(es_ctc_beam *b, const es_token **settled);
 /* The best hypothesis' tokens that are not settled yet (they may still change). */
 const es_token *es_ctc_beam_pending(const es_ctc_beam *b, int *n);
 

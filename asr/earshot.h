@@ -69,6 +69,10 @@ typedef struct {
 } es_engine_params;
 
 es_engine_params es_engine_default_params(void);
+/* A model's own language model: the file beside it with the model's name and .arpa.gz (or
+   .arpa) instead of .safetensors or .nemo, e.g. models/earshot-en-small.arpa.gz. Returns 1 and
+   its path in out when it exists, else 0. */
+int es_lm_beside_model(const char *model_path, char *out, size_t outlen);
 /* 1 when the backend can run here; else 0 and one sentence in msg saying why. */
 int es_backend_available(es_backend backend, char *msg, size_t msglen);
 /* Fails with the reason es_backend_available gives when the backend cannot run here. */
@@ -134,6 +138,9 @@ int es_engine_step(es_engine *e, es_stream **streams, int n, char *err, size_t e
 
 /* Everything decoded so far: tokens that will not change. */
 const es_token *es_stream_tokens(const es_stream *s, int *n);
+/* Makes the decoder settle its current best guess now, so es_stream_tokens holds everything
+   heard so far (for a client's finalize). 0, or -1 when out of memory. */
+int es_stream_settle(es_stream *s);
 /* Tokens after those that the decoder may still revise (only the LM beam search has any):
    its current best guess, for partial results. */
 const es_token *es_stream_pending_tokens(const es_stream *s, int *n);

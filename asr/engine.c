@@ -82,6 +82,7 @@ struct es_stream {
 };
 
 static int finish_beam(es_stream *s);
+static int append_tokens(es_stream *s, const es_token *t, int n);
 
 es_engine_params es_engine_default_params(void)
 {
@@ -139,6 +140,27 @@ static int configure_lm(es_engine *e, const es_engine_params *p, char *err, size
         e->beam.silence_frames = 1;
     e->lm = es_lm_load(p->lm_path, err, errlen);
     return e->lm ? 0 : -1;
+}
+
+int es_lm_beside_model(const char *model_path, char *out, size_t outlen)
+{
+    static const char *const model_ext[] = {".safetensors", ".nemo"}, *const lm_ext[] = {".arpa.gz", ".arpa"};
+    size_t len = strlen(model_path);
+    for (size_t i = 0; i < sizeof model_ext / sizeof *model_ext; i++) {
+        size_t el = strlen(model_ext[i]);
+        if (len <= el || strcmp(model_path + len - el, model_ext[i]) != 0)
+            continue;
+        for (size_t k = 0; k < sizeof lm_ext / sizeof *lm_ext; k++) {
+            if ((size_t)snprintf(out, outlen, "%.*s%s", (int)(len - el), model_path, lm_ext[k]) >= outlen)
+                return 0;
+            FILE *f = fopen(out, "rb");
+            if (f) {
+                fclose(f);
+                return 1;
+            }
+        }
+    }
+    return 0;
 }
 
 es_engine *es_engine_create(const char *model_path, const es_engine_params *params, char *err, size_t errlen)
@@ -456,6 +478,15 @@ const es_token *es_stream_tokens(const es_stream *s, int *n)
 {
     *n = s->n_tokens;
     return s->tokens;
+}
+
+int es_stream_settle(es_stream *s)
+{
+    if (!s->beam)
+        return 0;
+    const es_token *settled;
+    int n = es_ctc_beam_settle(s->beam, &settled);
+    return append_tokens(s, settled, n);
 }
 
 const es_token *es_stream_pending_tokens(const es_stream *s, int *n)

@@ -50,6 +50,12 @@ static void usage(FILE *f)
             "Serves live speech recognition over WebSocket at /v1/listen, and HTTP endpoints.\n\n"
             "  --model PATH             model file (default: $EARSHOT_MODEL, else the shipped English model\n"
             "                           " EARSHOT_DEFAULT_MODEL ")\n"
+            "  --lm FILE                word n-gram LM (ARPA, may be .gz) for CTC: beam search instead of greedy\n"
+            "                           (default: MODEL.arpa.gz beside the model, if there is one)\n"
+            "  --no-lm                  greedy CTC even when the model has an LM beside it\n"
+            "  --lm-weight A            the LM's weight (default 0.45)\n"
+            "  --lm-bonus B             score added per word (default 1.0)\n"
+            "  --beam N                 hypotheses the search keeps, 1..1024 (default 64)\n"
             "  --host ADDR              address to listen on (default 127.0.0.1)\n"
             "  --port N                 port (default 8080)\n"
             "  --backend cpu|cuda       compute backend (default cpu; cuda needs a build with -DEARSHOT_CUDA=ON)\n"
@@ -104,6 +110,20 @@ static int parse_int(const char *opt, const char *s, long lo, long hi, int *out)
     return 0;
 }
 
+/* Parses a decimal number in [lo, hi] into *out. */
+static int parse_float(const char *opt, const char *s, double lo, double hi, float *out)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (!s[0] || *end || errno || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "earshot-server: %s must be a number from %g to %g, not '%s'\n", opt, lo, hi, s);
+        return -1;
+    }
+    *out = (float)v;
+    return 0;
+}
+
 static int parse_log_level(const char *s, int *level)
 {
     static const struct {
@@ -126,7 +146,7 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
 {
     enum { O_MODEL = 256, O_HOST, O_PORT, O_BACKEND, O_THREADS, O_MAXS, O_MAXB, O_WIN, O_AUTH, O_CERT, O_KEY,
            O_LOG, O_MSG, O_IDLE, O_DRAIN, O_WEB, O_UPLOAD, O_FILEJOBS, O_SENDQ, O_SNDBUF, O_HTTPTO, O_BUDGET,
-           O_HELP };
+           O_LM, O_NOLM, O_LMW, O_LMB, O_BEAM, O_HELP };
     static const struct option opts[] = {
         {"model", required_argument, 0, O_MODEL},          {"host", required_argument, 0, O_HOST},
         {"port", required_argument, 0, O_PORT},            {"backend", required_argument, 0, O_BACKEND},
@@ -139,12 +159,20 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
         {"max-upload-mb", required_argument, 0, O_UPLOAD}, {"max-file-jobs", required_argument, 0, O_FILEJOBS},
         {"http-timeout-s", required_argument, 0, O_HTTPTO}, {"step-budget", required_argument, 0, O_BUDGET},
         {"max-send-queue-kb", required_argument, 0, O_SENDQ}, {"socket-sndbuf-kb", required_argument, 0, O_SNDBUF},
-        {"help", no_argument, 0, O_HELP},                  {0, 0, 0, 0}};
+        {"lm", required_argument, 0, O_LM},                {"no-lm", no_argument, 0, O_NOLM},
+        {"lm-weight", required_argument, 0, O_LMW},        {"lm-bonus", required_argument, 0, O_LMB},
+        {"beam", required_argument, 0, O_BEAM},            {"help", no_argument, 0, O_HELP},
+        {0, 0, 0, 0}};
     int c, bytes, bad = 0;
     opterr = 0;
     while (!bad && (c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
         case O_MODEL: o->model = optarg; break;
+        case O_LM: o->lm = optarg; break;
+        case O_NOLM: o->no_lm = 1; break;
+        case O_LMW: bad = parse_float("--lm-weight", optarg, 0, 100, &o->lm_weight); break;
+        case O_LMB: bad = parse_float("--lm-bonus", optarg, -100, 100, &o->lm_bonus); break;
+        case O_BEAM: bad = parse_int("--beam", optarg, 1, 1024, &o->lm_beam); break;
         case O_HOST: o->host = optarg; break;
         case O_PORT: bad = parse_int("--port", optarg, 0, 65535, &o->port); break;
         case O_THREADS: bad = parse_int("--threads", optarg, 0, 1024, &o->threads); break;
@@ -199,6 +227,10 @@ static int parse_args(int argc, char **argv, server_opts *o, int *log_level)
     }
     if (!o->model || !o->model[0])
         o->model = EARSHOT_DEFAULT_MODEL;
+    if (o->lm && o->no_lm) {
+        fprintf(stderr, "earshot-server: --lm and --no-lm contradict each other\n");
+        return -1;
+    }
     if (!o->tls_cert != !o->tls_key) {
         fprintf(stderr, "earshot-server: --tls-cert and --tls-key go together\n");
         return -1;
@@ -232,6 +264,10 @@ int main(int argc, char **argv)
                      .web_root = EARSHOT_WEB_DIR, .max_message_bytes = 1 << 20, .idle_timeout_s = 30,
                      .drain_timeout_s = 30, .max_upload_bytes = (size_t)512 << 20, .max_file_jobs = 4,
                      .max_send_queue_bytes = (size_t)8 << 20, .http_timeout_s = 30};
+    es_engine_params ep = es_engine_default_params();
+    o.lm_weight = ep.lm_weight;
+    o.lm_bonus = ep.lm_word_bonus;
+    o.lm_beam = ep.lm_beam;
     int log_level = LLL_ERR | LLL_WARN | LLL_USER;
     if (parse_args(argc, argv, &o, &log_level) != 0) {
         fprintf(stderr, "Try 'earshot-server --help'.\n");
@@ -246,7 +282,13 @@ int main(int argc, char **argv)
                 o.backend == ES_BACKEND_CUDA ? "cuda" : "cpu", err[0] ? err : "no reason given");
         return 2;
     }
-    es_engine_params ep = es_engine_default_params();
+    static char lm_beside[4096];
+    if (!o.lm && !o.no_lm && es_lm_beside_model(o.model, lm_beside, sizeof lm_beside))
+        o.lm = lm_beside;
+    ep.lm_path = o.lm;
+    ep.lm_weight = o.lm_weight;
+    ep.lm_word_bonus = o.lm_bonus;
+    ep.lm_beam = o.lm_beam;
     ep.backend = o.backend;
     ep.n_threads = o.threads;
     ep.max_streams = o.max_sessions + 1; /* one spare: a stream is freed on the worker a little later */
@@ -317,6 +359,9 @@ int main(int argc, char **argv)
               "batch %d, step budget %.2f of a chunk)\n",
               o.model, o.tls_cert ? "https" : "http", o.host, o.port, srv.model.name, srv.model.n_lookaheads,
               o.backend == ES_BACKEND_CUDA ? "cuda" : "cpu", o.max_sessions, o.max_batch, o.step_budget);
+    if (o.lm)
+        lwsl_user("earshot-server: CTC with the language model %s (beam %d, weight %.2f, word bonus %.2f)\n", o.lm,
+                  o.lm_beam, o.lm_weight, o.lm_bonus);
     if (o.backend == ES_BACKEND_CUDA)
         lwsl_user("earshot-server: GPU memory %.1f MB, %.2f MB per session\n", es_engine_device_bytes(e) / 1048576.0,
                   es_engine_device_bytes_per_stream(e) / 1048576.0);

@@ -379,6 +379,12 @@ static void finish_jobs(sched *s)
         seg_event ev[1];
         if (j->finalize_pending) {
             j->finalize_pending = 0;
+            /* everything heard so far belongs to this segment, the decoder's guess included */
+            if (es_stream_settle(j->st) != 0) {
+                j->failed = 1;
+                post_error(s, j->id, ERR_INTERNAL, "out of memory");
+                continue;
+            }
             if (segmenter_close(j->seg, j->st, "finalize", ev) > 0)
                 post_event(s, j, &ev[0]);
             release_held(s, j);

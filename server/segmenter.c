@@ -28,6 +28,10 @@
  * es_stream_text does not have. File jobs defer endpoints, so theirs never do. finalize cuts where the
  * client asks, inside a word if need be. Segments whose tokens render no text at all are
  * dropped silently (no final with empty text), without consuming a segment index.
+ *
+ * With a language model the decoder settles tokens late (at a pause, or after a bounded delay):
+ * partials show the settled tokens plus its pending guess, and an endpoint after the last
+ * token waits until nothing is pending. Finals only ever hold settled tokens.
  */
 #include "segmenter.h"
 
@@ -109,8 +113,9 @@ static int clean_cut(const segmenter *s, const es_token *t, int from, int k)
 }
 
 /* The index at which the open segment [s->start, n) should be cut, or -1; n itself for an
-   endpoint after the last token (the decoder has gone `frames` frames). */
-static int find_cut(const segmenter *s, const es_token *t, int n, int frames)
+   endpoint after the last token (the decoder has gone `frames` frames, and has no pending
+   tokens: those are words it has heard but not settled, so the silence is not there yet). */
+static int find_cut(const segmenter *s, const es_token *t, int n, int frames, int pending)
 {
     if (n <= s->start)
         return -1;
@@ -123,7 +128,7 @@ static int find_cut(const segmenter *s, const es_token *t, int n, int frames)
             clean_cut(s, t, s->start, k))
             return k;
     }
-    if (!s->defer_endpoints && long_gap(s, frames - t[n - 1].frame - 1))
+    if (!s->defer_endpoints && !pending && long_gap(s, frames - t[n - 1].frame - 1))
         return n;
     return -1;
 }
@@ -133,16 +138,16 @@ static double clamp_time(double t, double limit)
     return t > limit ? limit : t;
 }
 
-/* Fills ev with the segment of tokens [s->start, end) and its kind; returns 0, or -1 when it
+/* Fills ev with the segment of tokens [from, end) of t and its kind; returns 0, or -1 when it
    has no text (or memory ran out), in which case ev holds nothing. */
-static int describe(segmenter *s, const es_stream *st, const es_token *t, int end, seg_event_kind kind,
+static int describe(segmenter *s, const es_stream *st, const es_token *t, int from, int end, seg_event_kind kind,
                     const char *reason, seg_event *ev)
 {
     memset(ev, 0, sizeof *ev);
-    int n = end - s->start;
+    int n = end - from;
     if (n <= 0)
         return -1;
-    char *text = es_engine_tokens_text(s->e, t + s->start, n);
+    char *text = es_engine_tokens_text(s->e, t + from, n);
     if (!text || !text[0]) {
         free(text);
         return -1;
@@ -150,16 +155,16 @@ static int describe(segmenter *s, const es_stream *st, const es_token *t, int en
     ev->kind = kind;
     ev->segment = s->segment;
     ev->token_start = s->start;
-    ev->token_end = end;
+    ev->token_end = s->start + n;
     ev->text = text;
     /* The encoder's last frame can reach past the audio (the features are padded to whole
        frames); times are seconds of the session's audio, so they stop where it stops. */
     double limit = es_stream_audio_seconds(st);
-    ev->start = clamp_time(t[s->start].frame * s->fs, limit);
+    ev->start = clamp_time(t[from].frame * s->fs, limit);
     ev->end = clamp_time((t[end - 1].frame + 1) * s->fs, limit);
     if (kind == SEG_FINAL) {
         ev->reason = reason;
-        int nw = es_engine_tokens_words(s->e, t + s->start, n, &ev->words);
+        int nw = es_engine_tokens_words(s->e, t + from, n, &ev->words);
         ev->n_words = nw > 0 ? nw : 0;
         if (nw <= 0)
             ev->words = NULL;
@@ -175,7 +180,7 @@ static int describe(segmenter *s, const es_stream *st, const es_token *t, int en
    number of events written (0 or 1). */
 static int cut(segmenter *s, const es_stream *st, const es_token *t, int end, const char *reason, seg_event *ev)
 {
-    int k = describe(s, st, t, end, SEG_FINAL, reason, ev) == 0;
+    int k = describe(s, st, t, s->start, end, SEG_FINAL, reason, ev) == 0;
     if (k)
         s->segment++;
     s->start = end;
@@ -185,14 +190,25 @@ static int cut(segmenter *s, const es_stream *st, const es_token *t, int end, co
 
 int segmenter_update(segmenter *s, const es_stream *st, seg_event ev[2])
 {
-    int n = 0, k = 0;
+    int n = 0, k = 0, n_pending = 0;
     const es_token *t = es_stream_tokens(st, &n);
-    int at = find_cut(s, t, n, es_stream_frames(st));
+    const es_token *pending = es_stream_pending_tokens(st, &n_pending);
+    int at = find_cut(s, t, n, es_stream_frames(st), n_pending);
     if (at >= 0)
         k += cut(s, st, t, at, "endpoint", &ev[k]);
 
+    /* the partial shows the decoder's pending guess too: settled tokens can lag by a pause */
     seg_event p;
-    if (describe(s, st, t, n, SEG_PARTIAL, NULL, &p) == 0) {
+    es_token *joined = NULL;
+    int n_open = n - s->start;
+    if (n_pending > 0 && (joined = malloc(sizeof *joined * (size_t)(n_open + n_pending)))) {
+        memcpy(joined, t + s->start, sizeof *joined * (size_t)n_open);
+        memcpy(joined + n_open, pending, sizeof *joined * (size_t)n_pending);
+    }
+    int described = joined ? describe(s, st, joined, 0, n_open + n_pending, SEG_PARTIAL, NULL, &p)
+                           : describe(s, st, t, s->start, n, SEG_PARTIAL, NULL, &p);
+    free(joined);
+    if (described == 0) {
         if (strcmp(p.text, s->last_partial) != 0) {
             size_t len = strlen(p.text) + 1;
             char *copy = malloc(len);

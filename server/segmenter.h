@@ -17,7 +17,8 @@ typedef struct {
     int segment;           /* index from 0 */
     char *text;            /* malloc'd */
     double start, end;     /* seconds of the session's audio (clamped to the audio fed so far) */
-    int token_start, token_end; /* the segment's tokens: [token_start, token_end) of es_stream_tokens */
+    int token_start, token_end; /* the segment's tokens: [token_start, token_end) of es_stream_tokens;
+                                   a partial's may run on into es_stream_pending_tokens */
     es_word *words;        /* finals only; free with es_words_free */
     int n_words;
     const char *reason;    /* finals: "endpoint", "finalize" or "end" */

@@ -18,6 +18,10 @@
 
 typedef struct {
     const char *model;
+    const char *lm;         /* language model; NULL: the one beside the model, if any */
+    int no_lm;              /* greedy CTC even when the model has an LM beside it */
+    float lm_weight, lm_bonus;
+    int lm_beam;
     const char *host;
     int port;
     es_backend backend;

@@ -258,6 +258,8 @@ static void usage(FILE *f)
                "  --chunk-ms N[,N...]   latency modes to evaluate (default: every mode of the model)\n"
                "  --decoder ctc|rnnt    decoder of a hybrid model (default: rnnt when present)\n"
                "  --lm FILE             word n-gram LM (ARPA, may be .gz): CTC beam search instead of greedy\n"
+               "                        (default: MODEL.arpa.gz beside the model, if there is one)\n"
+               "  --no-lm               greedy CTC even when the model has an LM beside it\n"
                "  --lm-weight A         the LM's weight (default %.2f)\n"
                "  --lm-bonus B          score added per word (default %.2f)\n"
                "  --beam N              hypotheses kept by the search (default %d)\n"
@@ -272,12 +274,13 @@ int main(int argc, char **argv)
 {
     es_prefer_passive_threads(argv);
     const char *model = NULL, *man_path = NULL, *json_path = NULL, *chunks = NULL, *decoder = NULL;
-    int quiet = 0;
+    int quiet = 0, no_lm = 0;
     es_engine_params ep = es_engine_default_params();
     ep.max_streams = 1;
     char *end;
     static const struct option opts[] = {{"lm", required_argument, 0, 'L'}, {"lm-weight", required_argument, 0, 'A'},
-                                         {"lm-bonus", required_argument, 0, 'B'}, {"beam", required_argument, 0, 'W'},{"model", required_argument, 0, 'm'},  {"manifest", required_argument, 0, 'f'},
+                                         {"lm-bonus", required_argument, 0, 'B'}, {"beam", required_argument, 0, 'W'},
+                                         {"no-lm", no_argument, 0, 'N'},{"model", required_argument, 0, 'm'},  {"manifest", required_argument, 0, 'f'},
                                          {"chunk-ms", required_argument, 0, 'c'}, {"decoder", required_argument, 0, 'd'},
                                          {"json", required_argument, 0, 'j'},   {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
@@ -291,6 +294,7 @@ int main(int argc, char **argv)
         case 'j': json_path = optarg; break;
         case 'q': quiet = 1; break;
         case 'L': ep.lm_path = optarg; break;
+        case 'N': no_lm = 1; break;
         case 'A':
         case 'B': {
             float v = strtof(optarg, &end);
@@ -318,6 +322,13 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if (ep.lm_path && no_lm) {
+        fprintf(stderr, "earshot-eval: --lm and --no-lm contradict each other\n");
+        return 2;
+    }
+    static char lm_beside[4096];
+    if (!ep.lm_path && !no_lm && es_lm_beside_model(model, lm_beside, sizeof lm_beside))
+        ep.lm_path = lm_beside;
     char err[512] = "";
     manifest m = {0};
     if (read_manifest(man_path, &m, err, sizeof err) != 0) {
@@ -354,7 +365,14 @@ int main(int argc, char **argv)
             modes[n_modes++] = i;
     }
 
+    int uses_lm = ep.lm_path && sp.decoder == ES_DECODER_CTC;
+    if (uses_lm)
+        printf("decoder: CTC beam search (beam %d) with the LM %s, weight %.2f, word bonus %.2f\n", ep.lm_beam,
+               ep.lm_path, (double)ep.lm_weight, (double)ep.lm_word_bonus);
+    else
+        printf("decoder: %s greedy\n", sp.decoder == ES_DECODER_CTC ? "CTC" : "RNNT");
     cJSON *root = cJSON_CreateObject(), *jmodes = cJSON_AddArrayToObject(root, "modes");
+    cJSON_AddItemToObject(root, "lm", uses_lm ? cJSON_CreateString(ep.lm_path) : cJSON_CreateNull());
     cJSON_AddStringToObject(root, "model", es_engine_model_name(e));
     cJSON_AddStringToObject(root, "manifest", man_path);
     int failures = 0;

@@ -25,6 +25,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -48,6 +49,11 @@ enum { EXIT_OK = 0, EXIT_FILE_FAILED = 1, EXIT_USAGE = 2, EXIT_MODEL = 3 };
 
 typedef struct {
     const char *model;
+    const char *lm; /* NULL: the LM beside the model, if any */
+    int no_lm;
+    float lm_weight, lm_bonus;
+    int beam;       /* 0: the engine's default */
+    int lm_tuned;   /* some LM option was given */
     int chunk_ms; /* 0: the model's first look-ahead */
     es_decoder_kind decoder;
     int threads; /* -1: the engine's default */
@@ -91,6 +97,13 @@ static void usage(FILE *f)
             "  -c, --chunk-ms N       latency mode: the model's look-ahead with the largest\n"
             "                         chunk not above N ms (default: the model's first)\n"
             "  -d, --decoder ctc|rnnt decoder of a hybrid model (default: rnnt if present)\n"
+            "      --lm FILE          word n-gram LM (ARPA, may be .gz) for CTC: beam search\n"
+            "                         instead of greedy (default: MODEL.arpa.gz beside the\n"
+            "                         model, if there is one)\n"
+            "      --no-lm            greedy CTC even when the model has an LM beside it\n"
+            "      --lm-weight A      the LM's weight (default 0.45)\n"
+            "      --lm-bonus B       score added per word (default 1.0)\n"
+            "      --beam N           hypotheses the search keeps, 1..1024 (default 64)\n"
             "  -t, --threads N        compute threads, 0 = one per core (default: engine's)\n"
             "  -f, --format FORMAT    text (default), json (one object per file and line),\n"
             "                         srt or vtt (subtitles)\n"
@@ -140,10 +153,15 @@ static int parse_args(int argc, char **argv, options *o)
         {"model", 'm', 1},  {"chunk-ms", 'c', 1}, {"decoder", 'd', 1}, {"threads", 't', 1},
         {"format", 'f', 1}, {"quiet", 'q', 0},    {"help", 'h', 0},    {"version", 'V', 0},
         {"server", 'S', 1}, {"token", 'T', 1},    {"realtime", 'r', 0}, {"insecure", 'k', 0},
+        {"lm", 'L', 1},     {"no-lm", 'N', 0},    {"lm-weight", 'A', 1}, {"lm-bonus", 'B', 1},
+        {"beam", 'W', 1},
     };
     int only_files = 0;
 
     memset(o, 0, sizeof *o);
+    es_engine_params defaults = es_engine_default_params();
+    o->lm_weight = defaults.lm_weight;
+    o->lm_bonus = defaults.lm_word_bonus;
     o->threads = -1;
     o->decoder = ES_DECODER_DEFAULT;
     o->format = OUT_TEXT;
@@ -199,6 +217,31 @@ static int parse_args(int argc, char **argv, options *o)
         case 'm':
             o->model = val;
             break;
+        case 'L':
+            o->lm = val;
+            o->lm_tuned = 1;
+            break;
+        case 'N':
+            o->no_lm = 1;
+            o->lm_tuned = 1;
+            break;
+        case 'A':
+        case 'B': {
+            char *end;
+            errno = 0;
+            double v = strtod(val, &end);
+            if (!*val || *end || errno || !isfinite(v) || (table[k].shrt == 'A' && v < 0))
+                return usage_error(table[k].shrt == 'A' ? "--lm-weight wants a number from 0 up, not '%s'"
+                                                        : "--lm-bonus wants a number, not '%s'", val);
+            *(table[k].shrt == 'A' ? &o->lm_weight : &o->lm_bonus) = (float)v;
+            o->lm_tuned = 1;
+            break;
+        }
+        case 'W':
+            if (parse_int(val, 1, 1024, &o->beam) != 0)
+                return usage_error("--beam wants a whole number from 1 to 1024, not '%s'", val);
+            o->lm_tuned = 1;
+            break;
         case 'c':
             if (parse_int(val, 1, 600000, &o->chunk_ms) != 0)
                 return usage_error("--chunk-ms wants a whole number of milliseconds above 0, "
@@ -249,6 +292,8 @@ static int parse_args(int argc, char **argv, options *o)
             return usage_error("%s", "--model and --server exclude each other (the server has its model)");
         if (o->threads >= 0)
             return usage_error("%s", "--threads means nothing with --server");
+        if (o->lm_tuned)
+            return usage_error("%s", "the language-model options mean nothing with --server (the server has its own)");
         if (o->n_files == 0)
             return usage_error("%s", "no audio file given");
         return -1;
@@ -261,6 +306,8 @@ static int parse_args(int argc, char **argv, options *o)
     }
     if (!o->model)
         o->model = EARSHOT_DEFAULT_MODEL;
+    if (o->lm && o->no_lm)
+        return usage_error("%s", "--lm and --no-lm contradict each other");
     if (o->n_files == 0)
         return usage_error("%s", "no audio file given");
     return -1;
@@ -476,6 +523,14 @@ int main(int argc, char **argv)
     if (opt.threads >= 0)
         ep.n_threads = opt.threads;
     ep.max_streams = 1; /* one file at a time: reserve cache memory for one stream */
+    static char lm_beside[4096];
+    if (!opt.lm && !opt.no_lm && es_lm_beside_model(opt.model, lm_beside, sizeof lm_beside))
+        opt.lm = lm_beside;
+    ep.lm_path = opt.lm;
+    ep.lm_weight = opt.lm_weight;
+    ep.lm_word_bonus = opt.lm_bonus;
+    if (opt.beam > 0)
+        ep.lm_beam = opt.beam;
     es_engine *e = es_engine_create(opt.model, &ep, err, sizeof err);
     if (!e) {
         if (err[0] && strstr(err, opt.model)) /* the engine's sentence names the file */

@@ -20,6 +20,7 @@
 import argparse
 import collections
 import gzip
+import io
 import math
 import os
 import re
@@ -143,9 +144,17 @@ def prune(prob, order, min_count, counts):
         del top[g]
 
 
+def _open_text(path):
+    """A text file for writing; gzip-compressed for .gz, with no time stamp so that the same
+    text gives the same bytes."""
+    if not path.endswith(".gz"):
+        return open(path, "w", encoding="utf-8")
+    raw = open(path, "wb")
+    return io.TextIOWrapper(gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0), encoding="utf-8")
+
+
 def write_arpa(path, prob, gamma, order):
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "wt", encoding="utf-8") as f:
+    with _open_text(path) as f:
         f.write("\\data\\\n")
         sizes = [len(prob[1]) + 1] + [len(prob[n]) for n in range(2, order + 1)]  # +1: <s>
         for n, size in enumerate(sizes, 1):

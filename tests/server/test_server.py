@@ -481,6 +481,39 @@ def check_slow_readers(binary, model, pcm):
         srv.stop()
 
 
+def check_lm(binary, model, pcm, lm, transcribe, audio, chunk_ms):
+    """A server with --lm decodes CTC sessions with the beam search: the same finals as
+    earshot-transcribe --lm on the same audio; partials on the way; finalize closes a segment;
+    a missing LM file stops the server at start with a message."""
+    want = subprocess.run([transcribe, "--model", model, "--decoder", "ctc", "--chunk-ms", str(chunk_ms), "-q",
+                           "--lm", lm, audio], capture_output=True, text=True).stdout.strip()
+    srv = Server(binary, model, "--lm", lm)
+    try:
+        srv.log.seek(0)
+        named = "language model " + lm in srv.log.read()
+        ready, msgs, code = stream(srv.port, pcm, chunk_ms, "ctc", extra={"interim_results": True})
+        got = finals_text(msgs)
+        check("--lm: the server names its LM, and a CTC session's text is earshot-transcribe --lm's",
+              named and want and got == want and code == 1000, "got %r want %r close %r" % (got, want, code))
+        check("--lm: partials arrive before the final", any(m["type"] == "partial" for m in msgs),
+              [m["type"] for m in msgs])
+        ws, _ = stream(srv.port, pcm[:len(pcm) // 4 * 2], chunk_ms, "ctc", end=False)  # whole samples
+        ws.send_text({"type": "finalize"})
+        ws.send_text({"type": "end"})
+        msgs, code = collect(ws)
+        ws.close()
+        finals = [m for m in msgs if m["type"] == "final"]
+        check("--lm: finalize closes the segment with what was heard",
+              code == 1000 and finals and finals[0]["reason"] == "finalize" and finals[0]["text"],
+              (code, finals))
+    finally:
+        srv.stop()
+    r = subprocess.run([binary, "--model", model, "--lm", os.path.join(TMP, "missing.arpa")],
+                       capture_output=True, text=True, timeout=30)
+    check("--lm with a missing file: exit 3, the file named",
+          r.returncode == 3 and "missing.arpa" in r.stderr, (r.returncode, r.stderr))
+
+
 def main():
     global TMP
     ap = argparse.ArgumentParser()
@@ -489,6 +522,8 @@ def main():
     ap.add_argument("--case", required=True)
     ap.add_argument("--opus-tool", help="tests/server/opus_packets binary: enables the Opus check")
     ap.add_argument("--chatty-model", help="a model that writes a lot (ctc_tiny): enables the slow-reader checks")
+    ap.add_argument("--lm", help="an ARPA LM: enables the language-model checks (with --transcribe)")
+    ap.add_argument("--transcribe", help="earshot-transcribe, the reference for the LM checks")
     a = ap.parse_args()
     TMP = tempfile.mkdtemp(prefix="test_server.")
     man = json.load(open(os.path.join(a.case, "manifest.json")))
@@ -519,6 +554,8 @@ def main():
         check_behind(srv.port, pcm)
         if a.chatty_model:
             check_slow_readers(a.server, a.chatty_model, pcm)
+        if a.lm and a.transcribe and "ctc" in modes[0][2]:
+            check_lm(a.server, a.model, pcm, a.lm, a.transcribe, os.path.join(a.case, "audio.wav"), modes[0][0])
         tls_dec = next(iter(modes[0][2]))
         check_tls(a.server, a.model, pcm, modes[0][0], tls_dec, modes[0][2][tls_dec])
 
