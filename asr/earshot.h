@@ -105,6 +105,8 @@ const char *es_engine_model_name(const es_engine *e);
 int es_engine_streams_in_use(const es_engine *e);
 int es_engine_max_streams(const es_engine *e);
 size_t es_engine_bytes_per_stream(const es_engine *e);
+/* Host memory the engine's language model holds (0 without one); all streams share it. */
+size_t es_engine_lm_bytes(const es_engine *e);
 /* Device memory one stream slot takes (0 on the CPU backend). */
 size_t es_engine_device_bytes_per_stream(const es_engine *e);
 /* Device memory the engine holds in all: weights, slots, workspace (0 on the CPU). */

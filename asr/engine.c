@@ -320,6 +320,11 @@ size_t es_engine_bytes_per_stream(const es_engine *e)
     return es_slot_pool_bytes_per_slot(e->pool);
 }
 
+size_t es_engine_lm_bytes(const es_engine *e)
+{
+    return e->lm ? es_lm_bytes(e->lm) : 0;
+}
+
 size_t es_engine_device_bytes_per_stream(const es_engine *e)
 {
 #ifdef EARSHOT_HAVE_CUDA

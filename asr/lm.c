@@ -447,6 +447,17 @@ int es_lm_order(const es_lm *lm)
     return lm->order;
 }
 
+size_t es_lm_bytes(const es_lm *lm)
+{
+    size_t b = sizeof *lm + (size_t)lm->words_cap * sizeof *lm->words + (lm->word_mask + 1) * sizeof *lm->word_index +
+               lm->grams_cap * sizeof *lm->grams + (lm->gram_mask + 1) * sizeof *lm->gram_index +
+               (lm->edge_mask + 1) * (sizeof *lm->edge_key + sizeof *lm->edge_child) +
+               (size_t)lm->n_nodes * sizeof *lm->node_word;
+    for (int i = 0; i < lm->n_words; i++)
+        b += strlen(lm->words[i]) + 1;
+    return b;
+}
+
 int es_lm_words(const es_lm *lm)
 {
     return lm->n_words;

@@ -28,6 +28,8 @@ es_lm *es_lm_load(const char *path, char *err, size_t errlen);
 void es_lm_free(es_lm *lm);
 
 int es_lm_order(const es_lm *lm);
+/* Bytes of memory the model holds (its tables and words). */
+size_t es_lm_bytes(const es_lm *lm);
 /* Word ids are 0 .. es_lm_words() - 1, including <s>, </s> and <unk>. */
 int es_lm_words(const es_lm *lm);
 /* The id of a word (len bytes, not NUL-terminated), or the id of <unk> when unknown. */

@@ -360,8 +360,8 @@ int main(int argc, char **argv)
               o.model, o.tls_cert ? "https" : "http", o.host, o.port, srv.model.name, srv.model.n_lookaheads,
               o.backend == ES_BACKEND_CUDA ? "cuda" : "cpu", o.max_sessions, o.max_batch, o.step_budget);
     if (o.lm)
-        lwsl_user("earshot-server: CTC with the language model %s (beam %d, weight %.2f, word bonus %.2f)\n", o.lm,
-                  o.lm_beam, o.lm_weight, o.lm_bonus);
+        lwsl_user("earshot-server: CTC with the language model %s (%.1f MB; beam %d, weight %.2f, word bonus %.2f)\n",
+                  o.lm, es_engine_lm_bytes(e) / 1048576.0, o.lm_beam, o.lm_weight, o.lm_bonus);
     if (o.backend == ES_BACKEND_CUDA)
         lwsl_user("earshot-server: GPU memory %.1f MB, %.2f MB per session\n", es_engine_device_bytes(e) / 1048576.0,
                   es_engine_device_bytes_per_stream(e) / 1048576.0);

@@ -367,8 +367,9 @@ int main(int argc, char **argv)
 
     int uses_lm = ep.lm_path && sp.decoder == ES_DECODER_CTC;
     if (uses_lm)
-        printf("decoder: CTC beam search (beam %d) with the LM %s, weight %.2f, word bonus %.2f\n", ep.lm_beam,
-               ep.lm_path, (double)ep.lm_weight, (double)ep.lm_word_bonus);
+        printf("decoder: CTC beam search (beam %d) with the LM %s (%.1f MB in memory), weight %.2f, word bonus %.2f\n",
+               ep.lm_beam, ep.lm_path, es_engine_lm_bytes(e) / 1048576.0, (double)ep.lm_weight,
+               (double)ep.lm_word_bonus);
     else
         printf("decoder: %s greedy\n", sp.decoder == ES_DECODER_CTC ? "CTC" : "RNNT");
     cJSON *root = cJSON_CreateObject(), *jmodes = cJSON_AddArrayToObject(root, "modes");
