@@ -4,8 +4,9 @@
  * Two open-addressing hash tables: words (text -> id, ids in the order of the 1-gram section)
  * and n-grams (the id sequence -> log-probability and back-off weight). The n-gram table holds
  * every order, keyed by the whole sequence, so a back-off query is at most 2 x order lookups.
- * Entries are sized from the counts in the file's \data\ header, which are checked against
- * the sections as they are read: a truncated or inconsistent file is refused, not half-used.
+ * The tables grow with what the file holds; the counts in its \data\ header are only checked
+ * against the sections as they are read, so a truncated or inconsistent file is refused, not
+ * half-used, and a header that claims billions of n-grams costs nothing (a fuzzer's find).
  */
 #include "lm.h"
 
@@ -20,7 +21,8 @@
 #define LN10 2.302585092994046f
 /* ln P of a word the model does not know, when the file has no <unk> of its own */
 #define UNK_FLOOR (-7.0f * LN10)
-/* the most n-grams one file may declare: beyond this a "count" is surely corruption */
+/* the most n-grams one file may declare: beyond this a "count" is surely corruption (the
+   tables are sized by what the file holds, so a smaller false count costs nothing) */
 #define MAX_NGRAMS 400000000L
 
 typedef struct {
@@ -108,11 +110,63 @@ static const ngram *find_gram(const es_lm *lm, const int32_t *w, int n)
     }
 }
 
-/* Adds a word (it must be new); returns its id, or -1 when out of memory. */
+/* Rebuilds a hash index at twice its size once it is half full (entries keep their ids). */
+static int grow_word_index(es_lm *lm)
+{
+    if (2 * (size_t)(lm->n_words + 1) <= lm->word_mask + 1)
+        return 0;
+    size_t mask = (lm->word_mask + 1) * 2 - 1;
+    uint32_t *index = calloc(mask + 1, sizeof *index);
+    if (!index)
+        return -1;
+    for (int id = 0; id < lm->n_words; id++) {
+        size_t i = hash_text(lm->words[id], strlen(lm->words[id])) & mask;
+        while (index[i])
+            i = (i + 1) & mask;
+        index[i] = (uint32_t)id + 1;
+    }
+    free(lm->word_index);
+    lm->word_index = index;
+    lm->word_mask = mask;
+    return 0;
+}
+
+static int grow_gram_index(es_lm *lm)
+{
+    if (2 * (lm->n_grams + 1) <= lm->gram_mask + 1)
+        return 0;
+    size_t mask = (lm->gram_mask + 1) * 2 - 1;
+    if (mask >= UINT32_MAX)
+        return -1;
+    uint32_t *index = calloc(mask + 1, sizeof *index);
+    if (!index)
+        return -1;
+    for (size_t k = 0; k < lm->n_grams; k++) {
+        size_t i = hash_ids(lm->grams[k].w, lm->grams[k].n) & mask;
+        while (index[i])
+            i = (i + 1) & mask;
+        index[i] = (uint32_t)k + 1;
+    }
+    free(lm->gram_index);
+    lm->gram_index = index;
+    lm->gram_mask = mask;
+    return 0;
+}
+
+/* Adds a word (it must be new); returns its id, or -1 when out of memory. The tables grow
+   with what the file really holds, not with the counts its header claims. */
 static int add_word(es_lm *lm, const char *s, size_t n)
 {
-    if (lm->n_words == lm->words_cap)
-        return -1; /* sized from the header; callers check the count first */
+    if (lm->n_words == lm->words_cap) {
+        int cap = lm->words_cap * 2;
+        char **w = cap > lm->words_cap ? realloc(lm->words, sizeof *w * (size_t)cap) : NULL;
+        if (!w)
+            return -1;
+        lm->words = w;
+        lm->words_cap = cap;
+    }
+    if (grow_word_index(lm) != 0)
+        return -1;
     char *copy = malloc(n + 1);
     if (!copy)
         return -1;
@@ -127,17 +181,24 @@ static int add_word(es_lm *lm, const char *s, size_t n)
     return id;
 }
 
-/* Adds an n-gram; 0 when added, 1 when it was there already, -1 when the table is full. */
+/* Adds an n-gram; 0 when added, 1 when it was there already, -1 when out of memory. */
 static int add_gram(es_lm *lm, const ngram *g)
 {
-    size_t i = hash_ids(g->w, g->n) & lm->gram_mask;
-    for (; lm->gram_index[i]; i = (i + 1) & lm->gram_mask) {
-        const ngram *o = &lm->grams[lm->gram_index[i] - 1];
-        if (o->n == g->n && memcmp(o->w, g->w, sizeof(int32_t) * (size_t)g->n) == 0)
-            return 1;
+    if (find_gram(lm, g->w, g->n))
+        return 1;
+    if (lm->n_grams == lm->grams_cap) {
+        size_t cap = lm->grams_cap * 2;
+        ngram *p = realloc(lm->grams, sizeof *p * cap);
+        if (!p)
+            return -1;
+        lm->grams = p;
+        lm->grams_cap = cap;
     }
-    if (lm->n_grams == lm->grams_cap)
+    if (grow_gram_index(lm) != 0)
         return -1;
+    size_t i = hash_ids(g->w, g->n) & lm->gram_mask;
+    while (lm->gram_index[i])
+        i = (i + 1) & lm->gram_mask;
     lm->grams[lm->n_grams] = *g;
     lm->gram_index[i] = (uint32_t)(++lm->n_grams);
     return 0;
@@ -314,10 +375,14 @@ static int read_section(es_lm *lm, reader *r, int n, long count, const char *pat
             }
             g.w[i] = id;
         }
-        int added = seen < count ? add_gram(lm, &g) : -1;
+        if (seen >= count) {
+            snprintf(err, errlen, "%s line %ld: more %d-grams than the header's count", path, r->number, n);
+            return -1;
+        }
+        int added = add_gram(lm, &g);
         if (added != 0) {
-            snprintf(err, errlen, added > 0 ? "%s line %ld: this %d-gram is listed twice"
-                                            : "%s line %ld: more %d-grams than the header's count", path, r->number, n);
+            snprintf(err, errlen, added > 0 ? "%s line %ld: this %d-gram is listed twice" : "%s line %ld: out of memory",
+                     path, r->number, n);
             return -1;
         }
         seen++;
@@ -362,16 +427,17 @@ static int read_arpa(es_lm *lm, reader *r, const char *path, char *err, size_t e
         snprintf(err, errlen, "%s: the \\data\\ header lists no n-gram counts", path);
         return -1;
     }
-    lm->words_cap = (int)counts[1] + 1; /* room for an <unk> the file may lack */
-    lm->words = calloc((size_t)lm->words_cap, sizeof *lm->words);
+    /* a start the size of small files; the tables grow with what the file really holds */
+    lm->words_cap = 1024;
+    lm->words = malloc(sizeof *lm->words * (size_t)lm->words_cap);
     lm->word_mask = table_size((size_t)lm->words_cap) - 1;
     lm->word_index = calloc(lm->word_mask + 1, sizeof *lm->word_index);
-    lm->grams_cap = (size_t)total + 1;
+    lm->grams_cap = 4096;
     lm->grams = malloc(lm->grams_cap * sizeof *lm->grams);
     lm->gram_mask = table_size(lm->grams_cap) - 1;
     lm->gram_index = calloc(lm->gram_mask + 1, sizeof *lm->gram_index);
-    if (!lm->words || !lm->word_index || !lm->grams || !lm->gram_index || lm->gram_mask >= UINT32_MAX) {
-        snprintf(err, errlen, "out of memory for a language model of %ld n-grams", total);
+    if (!lm->words || !lm->word_index || !lm->grams || !lm->gram_index) {
+        snprintf(err, errlen, "out of memory");
         return -1;
     }
     for (int n = 1; n <= lm->order; n++) {
@@ -385,6 +451,12 @@ static int read_arpa(es_lm *lm, reader *r, const char *path, char *err, size_t e
         }
         if (read_section(lm, r, n, counts[n], path, err, errlen) != 0)
             return -1;
+    }
+    /* give back the room the last doubling left over */
+    ngram *fit = realloc(lm->grams, sizeof *fit * (lm->n_grams ? lm->n_grams : 1));
+    if (fit) {
+        lm->grams = fit;
+        lm->grams_cap = lm->n_grams ? lm->n_grams : 1;
     }
     while ((s = next_line(r)) && !*s)
         ;

@@ -39,5 +39,5 @@ fi
 CC=clang-14 cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEARSHOT_FUZZ=ON -DEARSHOT_CUDA=OFF \
   -DEARSHOT_FUZZ_SECONDS="${EARSHOT_FUZZ_SECONDS:-60}" -DEARSHOT_GOLDEN_DIR="$golden" \
   -DEARSHOT_FUZZ_PYTHON="$(pwd)/build-fuzz/pyvenv/bin/python"
-cmake --build build-fuzz -j "$jobs" --target fuzz_protocol fuzz_audio_in fuzz_audio_file fuzz_model_header
+cmake --build build-fuzz -j "$jobs" --target fuzz_protocol fuzz_audio_in fuzz_audio_file fuzz_model_header fuzz_lm
 ctest --test-dir build-fuzz --output-on-failure -j "$jobs" -R '^fuzz_|^convert_golden_models$'
