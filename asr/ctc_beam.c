@@ -20,6 +20,8 @@
  *   - tokens every kept hypothesis agrees on are settled (committed);
  *   - when the best hypothesis has said nothing new for silence_frames, it wins outright: a
  *     pause is where a finished phrase should be settled, so the endpointer sees its tokens;
+ *     hypotheses holding a token from before the pause are dropped, so that the decoding is
+ *     final up to silence_frames ago (es_ctc_beam_frontier) and an endpoint waits no longer;
  *   - a token older than max_delay_frames in the best hypothesis is forced: hypotheses that
  *     disagree with the best up to it are dropped. This bounds how late a final can come.
  * Prefixes are identified by a 64-bit rolling hash of all their token ids since the stream
@@ -472,10 +474,11 @@ int es_ctc_beam_step(es_ctc_beam *b, const float *logprobs, int n_frames, int fi
         int frame = first_frame + t;
         search_frame(b, logprobs + (size_t)t * b->V1, frame);
         const hyp *best = &b->hyps[0];
-        if (best->n_tail > 0 && frame - best->last_frame >= b->p.silence_frames) {
-            /* a pause: the hypothesis that reads best as finished words wins */
+        if (frame - best->last_frame >= b->p.silence_frames) {
+            /* a pause: the hypothesis that reads best as finished words wins, and no other
+               keeps a token from before the pause began */
             int w = best_closing(b, 0);
-            keep_agreeing(b, w, b->hyps[w].n_tail, INT_MIN);
+            keep_agreeing(b, w, b->hyps[w].n_tail, frame - b->p.silence_frames + 1);
         }
         /* tokens older than the delay allows are the best's, or nobody's */
         int min_frame = frame - b->p.max_delay_frames + 1, k = 0;
@@ -516,6 +519,15 @@ int es_ctc_beam_finish(es_ctc_beam *b, const es_token **settled)
 int es_ctc_beam_settle(es_ctc_beam *b, const es_token **settled)
 {
     return settle_best(b, 0, settled);
+}
+
+int es_ctc_beam_frontier(const es_ctc_beam *b, int frames)
+{
+    int f = frames;
+    for (int i = 0; i < b->n_hyps; i++)
+        if (b->hyps[i].n_tail > 0 && b->hyps[i].tail[0].frame < f)
+            f = b->hyps[i].tail[0].frame;
+    return f;
 }
 
 const es_token *es_ctc_beam_pending(const es_ctc_beam *b, int *n)

@@ -78,6 +78,9 @@ int es_ctc_beam_step(es_ctc_beam *b, const float *logprobs, int n_frames, int fi
 int es_ctc_beam_finish(es_ctc_beam *b, const es_token **settled);
 /* Settles the best hypothesis now, as at a pause (a client's finalize). Same return. */
 int es_ctc_beam_settle(es_ctc_beam *b, const es_token **settled);
+/* The first frame at which a token may still be settled, given that `frames` frames have been
+   searched: the earliest unsettled token of any hypothesis kept, else frames. */
+int es_ctc_beam_frontier(const es_ctc_beam *b, int frames);
 /* The best hypothesis' tokens that are not settled yet (they may still change). */
 const es_token *es_ctc_beam_pending(const es_ctc_beam *b, int *n);
 

@@ -148,6 +148,10 @@ int es_stream_settle(es_stream *s);
 const es_token *es_stream_pending_tokens(const es_stream *s, int *n);
 /* Encoder frames decoded so far. */
 int es_stream_frames(const es_stream *s);
+/* Encoder frames whose decoding is final: no token will be added before this frame any more.
+   es_stream_frames for greedy decoders; with the LM search, the first frame of a token it has
+   not settled (so a silence seen up to here is real, and an endpointer may act on it). */
+int es_stream_settled_frames(const es_stream *s);
 
 /* Text of a run of tokens (SentencePiece detokenisation). malloc'd; free() it. */
 char *es_engine_tokens_text(const es_engine *e, const es_token *tokens, int n);

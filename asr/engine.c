@@ -508,6 +508,11 @@ int es_stream_frames(const es_stream *s)
     return s->frames;
 }
 
+int es_stream_settled_frames(const es_stream *s)
+{
+    return s->beam ? es_ctc_beam_frontier(s->beam, s->frames) : s->frames;
+}
+
 /* Makes room for `more` tokens; a frame can emit at most max_symbols (RNNT) or one (CTC). */
 static int reserve_tokens(es_stream *s, int more)
 {

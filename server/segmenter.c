@@ -31,7 +31,8 @@
  *
  * With a language model the decoder settles tokens late (at a pause, or after a bounded delay):
  * partials show the settled tokens plus its pending guess, and an endpoint after the last
- * token waits until nothing is pending. Finals only ever hold settled tokens.
+ * token counts the silence only up to es_stream_settled_frames, where the decoding is final.
+ * Finals only ever hold settled tokens.
  */
 #include "segmenter.h"
 
@@ -113,9 +114,8 @@ static int clean_cut(const segmenter *s, const es_token *t, int from, int k)
 }
 
 /* The index at which the open segment [s->start, n) should be cut, or -1; n itself for an
-   endpoint after the last token (the decoder has gone `frames` frames, and has no pending
-   tokens: those are words it has heard but not settled, so the silence is not there yet). */
-static int find_cut(const segmenter *s, const es_token *t, int n, int frames, int pending)
+   endpoint after the last token (the decoding is final up to frame `frames`). */
+static int find_cut(const segmenter *s, const es_token *t, int n, int frames)
 {
     if (n <= s->start)
         return -1;
@@ -128,7 +128,7 @@ static int find_cut(const segmenter *s, const es_token *t, int n, int frames, in
             clean_cut(s, t, s->start, k))
             return k;
     }
-    if (!s->defer_endpoints && !pending && long_gap(s, frames - t[n - 1].frame - 1))
+    if (!s->defer_endpoints && long_gap(s, frames - t[n - 1].frame - 1))
         return n;
     return -1;
 }
@@ -193,7 +193,7 @@ int segmenter_update(segmenter *s, const es_stream *st, seg_event ev[2])
     int n = 0, k = 0, n_pending = 0;
     const es_token *t = es_stream_tokens(st, &n);
     const es_token *pending = es_stream_pending_tokens(st, &n_pending);
-    int at = find_cut(s, t, n, es_stream_frames(st), n_pending);
+    int at = find_cut(s, t, n, es_stream_settled_frames(st));
     if (at >= 0)
         k += cut(s, st, t, at, "endpoint", &ev[k]);
 

@@ -263,11 +263,12 @@ static void usage(FILE *f)
                "  --lm-weight A         the LM's weight (default %.2f)\n"
                "  --lm-bonus B          score added per word (default %.2f)\n"
                "  --beam N              hypotheses kept by the search (default %d)\n"
+               "  --lm-max-delay-ms N   the longest the search may wait to settle a word (default %d)\n"
                "  --json OUT            write every figure, per mode and utterance, to OUT\n"
                "  --quiet               no per-utterance lines\n"
                "  --help                this text\n\n"
                "Exit status: 0 done, 1 an utterance could not be read, 2 wrong command line, 3 model.\n",
-            (double)d.lm_weight, (double)d.lm_word_bonus, d.lm_beam);
+            (double)d.lm_weight, (double)d.lm_word_bonus, d.lm_beam, d.lm_max_delay_ms);
 }
 
 int main(int argc, char **argv)
@@ -280,7 +281,8 @@ int main(int argc, char **argv)
     char *end;
     static const struct option opts[] = {{"lm", required_argument, 0, 'L'}, {"lm-weight", required_argument, 0, 'A'},
                                          {"lm-bonus", required_argument, 0, 'B'}, {"beam", required_argument, 0, 'W'},
-                                         {"no-lm", no_argument, 0, 'N'},{"model", required_argument, 0, 'm'},  {"manifest", required_argument, 0, 'f'},
+                                         {"no-lm", no_argument, 0, 'N'},
+                                         {"lm-max-delay-ms", required_argument, 0, 'D'},{"model", required_argument, 0, 'm'},  {"manifest", required_argument, 0, 'f'},
                                          {"chunk-ms", required_argument, 0, 'c'}, {"decoder", required_argument, 0, 'd'},
                                          {"json", required_argument, 0, 'j'},   {"quiet", no_argument, 0, 'q'},
                                          {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
@@ -307,12 +309,16 @@ int main(int argc, char **argv)
             break;
         }
         case 'W':
-            ep.lm_beam = (int)strtol(optarg, &end, 10);
+        case 'D': {
+            int v = (int)strtol(optarg, &end, 10);
             if (end == optarg || *end) {
-                fprintf(stderr, "earshot-eval: --beam needs a whole number, not '%s'\n", optarg);
+                fprintf(stderr, "earshot-eval: --%s needs a whole number, not '%s'\n",
+                        c == 'W' ? "beam" : "lm-max-delay-ms", optarg);
                 return 2;
             }
+            *(c == 'W' ? &ep.lm_beam : &ep.lm_max_delay_ms) = v;
             break;
+        }
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
         }
