@@ -13,7 +13,8 @@
  *   - without an LM and with a beam wider than the prefixes can be, the search finds exactly
  *     the labelling a brute-force sum over all alignments finds most probable;
  *   - the result does not depend on how the frames are cut into chunks; settled tokens only
- *     grow, and no pending token is older than the delay allows;
+ *     grow, none lands before the frontier (es_ctc_beam_frontier) reported earlier, and no
+ *     pending token is older than the delay allows;
  *   - the LM changes the result where it should: a likelier word, and a word boundary greedy
  *     decoding loses;
  *   - through the engine (with the golden models): a missing LM or an RNNT-only model is
@@ -282,7 +283,7 @@ static es_token *run_search(es_ctc_beam *b, const float *lp, int T, int V1, int 
                             int *promises_kept)
 {
     es_token *all = malloc(sizeof *all * (size_t)(T + 1));
-    int n = 0;
+    int n = 0, frontier = 0;
     *promises_kept = 1;
     for (int t0 = 0; t0 < T; t0 += chunk) {
         int len = T - t0 < chunk ? T - t0 : chunk;
@@ -292,8 +293,12 @@ static es_token *run_search(es_ctc_beam *b, const float *lp, int T, int V1, int 
             *promises_kept = 0;
             break;
         }
+        for (int i = 0; i < got; i++) /* nothing is settled before a frontier given earlier */
+            if (s[i].frame < frontier)
+                *promises_kept = 0;
         memcpy(all + n, s, sizeof *s * (size_t)got);
         n += got;
+        frontier = es_ctc_beam_frontier(b, t0 + len);
         int np;
         const es_token *pend = es_ctc_beam_pending(b, &np);
         int last = t0 + len - 1;
@@ -303,6 +308,9 @@ static es_token *run_search(es_ctc_beam *b, const float *lp, int T, int V1, int 
     }
     const es_token *s;
     int got = es_ctc_beam_finish(b, &s), left;
+    for (int i = 0; i < got; i++)
+        if (s[i].frame < frontier)
+            *promises_kept = 0;
     if (got >= 0 && n + got <= T) {
         memcpy(all + n, s, sizeof *s * (size_t)got);
         n += got;
@@ -372,8 +380,8 @@ static void test_streaming(const char *lm_path)
         es_ctc_beam *b = es_ctc_beam_create(&m, lm, &p);
         int n, kept;
         es_token *got = run_search(b, lp, T, V1, chunks[c], p.max_delay_frames, &n, &kept);
-        CHECK(kept, "chunks of %d: settled tokens only grow, frames increase, nothing pending beyond %d frames "
-              "nor at the end",
+        CHECK(kept, "chunks of %d: settled tokens only grow, frames increase, none before the frontier given "
+              "earlier, nothing pending beyond %d frames nor at the end",
               chunks[c], p.max_delay_frames);
         es_ctc_beam_free(b);
         if (c == 0) {
@@ -387,6 +395,23 @@ static void test_streaming(const char *lm_path)
         free(got);
     }
     free(ref);
+
+    /* speech, then a pause: within silence_frames of the pause the decoding is final (the
+       frontier catches up), long before the delay bound would force it */
+    p.max_delay_frames = 100;
+    enum { SPEECH = 60, PAUSE = 40 };
+    static float lp2[(SPEECH + PAUSE) * V1];
+    random_log_probs(lp2, SPEECH, V1, 6.0);
+    for (int t = SPEECH; t < SPEECH + PAUSE; t++)
+        for (int v = 0; v < V1; v++)
+            lp2[t * V1 + v] = v == V1 - 1 ? logf(0.97f) : logf(0.03f / (V1 - 1));
+    es_ctc_beam *b = es_ctc_beam_create(&m, lm, &p);
+    const es_token *settled;
+    es_ctc_beam_step(b, lp2, SPEECH + PAUSE, 0, &settled);
+    int frontier = es_ctc_beam_frontier(b, SPEECH + PAUSE);
+    CHECK(frontier >= SPEECH + PAUSE - p.silence_frames, "after a pause the decoding is final up to frame %d of %d",
+          frontier, SPEECH + PAUSE);
+    es_ctc_beam_free(b);
     es_lm_free(lm);
 }
 
