@@ -38,7 +38,7 @@
 #define WS "\xE2\x96\x81" /* U+2581, the word-start mark */
 #define WS_LEN 3
 #define OOV_LETTER (-3.33f)  /* ln(1/28): a letter of an unknown word, uniform over 26 + ' + end */
-#define TOKEN_PRUNE 10.0f    /* tokens this far (ln) below a frame's best are not tried */
+#define TOKEN_PRUNE 8.0f    /* tokens this far (ln) below a frame's best label, blank included, are not tried */
 #define NEG_INF (-INFINITY)
 
 typedef struct {
@@ -103,7 +103,7 @@ static uint64_t extend_hash(uint64_t h, int token)
 
 es_beam_params es_beam_default_params(void)
 {
-    es_beam_params p = {.beam = 64, .lm_weight = 0.45f, .word_bonus = 1.0f, .silence_frames = 8,
+    es_beam_params p = {.beam = 64, .lm_weight = 0.6f, .word_bonus = 1.5f, .silence_frames = 8,
                         .max_delay_frames = 50};
     return p;
 }
@@ -393,14 +393,16 @@ static int settle_common(es_ctc_beam *b)
 /* One frame of the search; `frame` is its global index. */
 static void search_frame(es_ctc_beam *b, const float *lp, int frame)
 {
-    /* the tokens worth trying: close enough to the frame's best, at most `beam` of them */
-    float best_lp = NEG_INF;
-    for (int v = 0; v < b->blank; v++)
-        if (lp[v] > best_lp)
-            best_lp = lp[v];
+    /* the tokens worth trying: the frame's likeliest token, and any other close enough to the
+       frame's best label (blank included), at most `beam` of them */
+    int top = 0;
+    for (int v = 1; v < b->blank; v++)
+        if (lp[v] > lp[top])
+            top = v;
+    float floor_lp = (lp[b->blank] > lp[top] ? lp[b->blank] : lp[top]) - TOKEN_PRUNE;
     int K = 0, max_k = b->p.beam < b->blank ? b->p.beam : b->blank;
     for (int v = 0; v < b->blank; v++) {
-        if (lp[v] < best_lp - TOKEN_PRUNE)
+        if (v != top && lp[v] < floor_lp)
             continue;
         if (K < max_k) {
             b->tokens[K++] = v;

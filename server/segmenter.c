@@ -202,7 +202,8 @@ int segmenter_update(segmenter *s, const es_stream *st, seg_event ev[2])
     es_token *joined = NULL;
     int n_open = n - s->start;
     if (n_pending > 0 && (joined = malloc(sizeof *joined * (size_t)(n_open + n_pending)))) {
-        memcpy(joined, t + s->start, sizeof *joined * (size_t)n_open);
+        if (n_open > 0)
+            memcpy(joined, t + s->start, sizeof *joined * (size_t)n_open);
         memcpy(joined + n_open, pending, sizeof *joined * (size_t)n_pending);
     }
     int described = joined ? describe(s, st, joined, 0, n_open + n_pending, SEG_PARTIAL, NULL, &p)
