@@ -64,7 +64,6 @@ typedef struct {
 } candidate;
 
 struct es_ctc_beam {
-    const es_model *m;
     const es_lm *lm;
     es_beam_params p;
     int V1, blank;
@@ -151,7 +150,6 @@ es_ctc_beam *es_ctc_beam_create(const es_model *m, const es_lm *lm, const es_bea
     es_ctc_beam *b = calloc(1, sizeof *b);
     if (!b)
         return NULL;
-    b->m = m;
     b->lm = lm;
     b->p = p;
     b->V1 = m->n_vocab + 1;

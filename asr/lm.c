@@ -313,7 +313,8 @@ static char *next_line(reader *r)
 static int split_fields(char *s, char **f, int max)
 {
     int n = 0;
-    for (char *p = strtok(s, " \t"); p; p = strtok(NULL, " \t")) {
+    char *save;
+    for (char *p = strtok_r(s, " \t", &save); p; p = strtok_r(NULL, " \t", &save)) {
         if (n == max)
             return max + 1;
         f[n++] = p;
