@@ -25,11 +25,17 @@
    tables are sized by what the file holds, so a smaller false count costs nothing) */
 #define MAX_NGRAMS 400000000L
 
+/* The n-grams of one order, n word ids each. Orders get tables of their own so that an entry
+   holds exactly its n ids: a trigram model's bigrams, its largest order by far, then take 16
+   bytes each rather than the highest order's width. */
 typedef struct {
-    int32_t w[ES_LM_MAX_ORDER];
-    int32_t n;
-    float logp, bow; /* natural logs */
-} ngram;
+    int n;
+    int32_t *ids; /* n per entry */
+    float *logp, *bow; /* natural logs; bow is 0 where the file gives none */
+    size_t count, cap;
+    uint32_t *index; /* entry + 1, 0 = empty */
+    size_t mask;
+} gram_table;
 
 struct es_lm {
     int order;
@@ -39,16 +45,14 @@ struct es_lm {
     uint32_t *word_index; /* id + 1, 0 = empty */
     size_t word_mask;
     int unk, bos, eos;
-    /* n-grams */
-    ngram *grams;
-    size_t n_grams, grams_cap;
-    uint32_t *gram_index; /* entry + 1, 0 = empty */
-    size_t gram_mask;
-    /* the vocabulary trie: edge (node, byte) -> child, and the word each node ends, if any */
-    uint64_t *edge_key; /* (node << 8 | byte) + 1, 0 = empty */
+    gram_table grams[ES_LM_MAX_ORDER + 1]; /* [n] for n = 1 .. order */
+    /* The vocabulary trie in compressed rows: node k's edges are first[k] .. first[k + 1] - 1,
+       each a byte and the child it leads to. Nodes have few children (letters), so a scan of
+       their bytes is as quick as a hash probe and far smaller. */
+    uint32_t *first;
+    unsigned char *edge_byte;
     int32_t *edge_child;
-    size_t edge_mask;
-    int32_t *node_word;
+    int32_t *node_word; /* the word a node ends, or -1 */
     int n_nodes;
 };
 
@@ -98,15 +102,18 @@ static int find_word(const es_lm *lm, const char *s, size_t n)
     }
 }
 
-static const ngram *find_gram(const es_lm *lm, const int32_t *w, int n)
+/* The entry of an n-gram in its table, or -1. */
+static long find_gram(const es_lm *lm, const int32_t *w, int n)
 {
-    for (size_t i = hash_ids(w, n) & lm->gram_mask;; i = (i + 1) & lm->gram_mask) {
-        uint32_t k = lm->gram_index[i];
+    const gram_table *t = &lm->grams[n];
+    if (!t->index)
+        return -1;
+    for (size_t i = hash_ids(w, n) & t->mask;; i = (i + 1) & t->mask) {
+        uint32_t k = t->index[i];
         if (!k)
-            return NULL;
-        const ngram *g = &lm->grams[k - 1];
-        if (g->n == n && memcmp(g->w, w, sizeof(int32_t) * (size_t)n) == 0)
-            return g;
+            return -1;
+        if (memcmp(t->ids + (size_t)(k - 1) * (size_t)n, w, sizeof(int32_t) * (size_t)n) == 0)
+            return (long)k - 1;
     }
 }
 
@@ -131,25 +138,43 @@ static int grow_word_index(es_lm *lm)
     return 0;
 }
 
-static int grow_gram_index(es_lm *lm)
+static int grow_gram_index(gram_table *t)
 {
-    if (2 * (lm->n_grams + 1) <= lm->gram_mask + 1)
+    if (t->index && 2 * (t->count + 1) <= t->mask + 1)
         return 0;
-    size_t mask = (lm->gram_mask + 1) * 2 - 1;
+    size_t mask = t->index ? (t->mask + 1) * 2 - 1 : table_size(16) - 1;
     if (mask >= UINT32_MAX)
         return -1;
     uint32_t *index = calloc(mask + 1, sizeof *index);
     if (!index)
         return -1;
-    for (size_t k = 0; k < lm->n_grams; k++) {
-        size_t i = hash_ids(lm->grams[k].w, lm->grams[k].n) & mask;
+    for (size_t k = 0; k < t->count; k++) {
+        size_t i = hash_ids(t->ids + k * (size_t)t->n, t->n) & mask;
         while (index[i])
             i = (i + 1) & mask;
         index[i] = (uint32_t)k + 1;
     }
-    free(lm->gram_index);
-    lm->gram_index = index;
-    lm->gram_mask = mask;
+    free(t->index);
+    t->index = index;
+    t->mask = mask;
+    return 0;
+}
+
+/* Gives an n-gram table room for cap entries. */
+static int reserve_grams(gram_table *t, size_t cap)
+{
+    int32_t *ids = realloc(t->ids, sizeof *ids * (size_t)t->n * cap);
+    if (ids)
+        t->ids = ids;
+    float *logp = ids ? realloc(t->logp, sizeof *logp * cap) : NULL;
+    if (logp)
+        t->logp = logp;
+    float *bow = logp ? realloc(t->bow, sizeof *bow * cap) : NULL;
+    if (bow)
+        t->bow = bow;
+    if (!bow)
+        return -1;
+    t->cap = cap;
     return 0;
 }
 
@@ -182,25 +207,22 @@ static int add_word(es_lm *lm, const char *s, size_t n)
 }
 
 /* Adds an n-gram; 0 when added, 1 when it was there already, -1 when out of memory. */
-static int add_gram(es_lm *lm, const ngram *g)
+static int add_gram(es_lm *lm, const int32_t *w, int n, float logp, float bow)
 {
-    if (find_gram(lm, g->w, g->n))
+    gram_table *t = &lm->grams[n];
+    if (find_gram(lm, w, n) >= 0)
         return 1;
-    if (lm->n_grams == lm->grams_cap) {
-        size_t cap = lm->grams_cap * 2;
-        ngram *p = realloc(lm->grams, sizeof *p * cap);
-        if (!p)
-            return -1;
-        lm->grams = p;
-        lm->grams_cap = cap;
-    }
-    if (grow_gram_index(lm) != 0)
+    if (t->count == t->cap && reserve_grams(t, t->cap ? t->cap * 2 : 1024) != 0)
         return -1;
-    size_t i = hash_ids(g->w, g->n) & lm->gram_mask;
-    while (lm->gram_index[i])
-        i = (i + 1) & lm->gram_mask;
-    lm->grams[lm->n_grams] = *g;
-    lm->gram_index[i] = (uint32_t)(++lm->n_grams);
+    if (grow_gram_index(t) != 0)
+        return -1;
+    size_t i = hash_ids(w, n) & t->mask;
+    while (t->index[i])
+        i = (i + 1) & t->mask;
+    memcpy(t->ids + t->count * (size_t)n, w, sizeof(int32_t) * (size_t)n);
+    t->logp[t->count] = logp;
+    t->bow[t->count] = bow;
+    t->index[i] = (uint32_t)(++t->count);
     return 0;
 }
 
@@ -212,26 +234,36 @@ void es_lm_free(es_lm *lm)
         free(lm->words[i]);
     free(lm->words);
     free(lm->word_index);
-    free(lm->grams);
-    free(lm->gram_index);
-    free(lm->edge_key);
+    for (int n = 1; n <= ES_LM_MAX_ORDER; n++) {
+        free(lm->grams[n].ids);
+        free(lm->grams[n].logp);
+        free(lm->grams[n].bow);
+        free(lm->grams[n].index);
+    }
+    free(lm->first);
+    free(lm->edge_byte);
     free(lm->edge_child);
     free(lm->node_word);
     free(lm);
 }
 
-/* Builds the vocabulary trie (the markers <s>, </s>, <unk> are no words to spell). */
+/* Builds the vocabulary trie (the markers <s>, </s>, <unk> are no words to spell): first with
+   a hash of edges, which makes insertion simple, then packed into rows, and the hash freed. */
 static int build_trie(es_lm *lm)
 {
     size_t edges = 0;
     for (int i = 0; i < lm->n_words; i++)
         edges += strlen(lm->words[i]);
-    lm->edge_mask = table_size(edges) - 1;
-    lm->edge_key = calloc(lm->edge_mask + 1, sizeof *lm->edge_key);
-    lm->edge_child = calloc(lm->edge_mask + 1, sizeof *lm->edge_child);
+    size_t mask = table_size(edges) - 1;
+    uint64_t *key_of = calloc(mask + 1, sizeof *key_of); /* (node << 8 | byte) + 1, 0 = empty */
+    int32_t *child_of = calloc(mask + 1, sizeof *child_of);
     lm->node_word = malloc((edges + 1) * sizeof *lm->node_word);
-    if (!lm->edge_key || !lm->edge_child || !lm->node_word)
+    lm->first = calloc(edges + 2, sizeof *lm->first);
+    if (!key_of || !child_of || !lm->node_word || !lm->first) {
+        free(key_of);
+        free(child_of);
         return -1;
+    }
     lm->node_word[0] = -1;
     lm->n_nodes = 1;
     for (int w = 0; w < lm->n_words; w++) {
@@ -240,30 +272,56 @@ static int build_trie(es_lm *lm)
         int node = 0;
         for (const unsigned char *p = (const unsigned char *)lm->words[w]; *p; p++) {
             uint64_t key = ((uint64_t)node << 8 | *p) + 1;
-            size_t i = mix64(key) & lm->edge_mask;
-            while (lm->edge_key[i] && lm->edge_key[i] != key)
-                i = (i + 1) & lm->edge_mask;
-            if (!lm->edge_key[i]) {
-                lm->edge_key[i] = key;
-                lm->edge_child[i] = lm->n_nodes;
+            size_t i = mix64(key) & mask;
+            while (key_of[i] && key_of[i] != key)
+                i = (i + 1) & mask;
+            if (!key_of[i]) {
+                key_of[i] = key;
+                child_of[i] = lm->n_nodes;
+                lm->first[node + 1]++; /* counted per parent, summed below */
                 lm->node_word[lm->n_nodes++] = -1;
             }
-            node = lm->edge_child[i];
+            node = child_of[i];
         }
         lm->node_word[node] = w;
     }
-    return 0;
+    size_t n_edges = (size_t)lm->n_nodes - 1; /* every node but the root has one parent edge */
+    lm->edge_byte = malloc(n_edges ? n_edges : 1);
+    lm->edge_child = malloc((n_edges ? n_edges : 1) * sizeof *lm->edge_child);
+    uint32_t *fill = calloc((size_t)lm->n_nodes, sizeof *fill);
+    int ok = lm->edge_byte && lm->edge_child && fill;
+    if (ok) {
+        for (int k = 0; k < lm->n_nodes; k++)
+            lm->first[k + 1] += lm->first[k];
+        for (size_t i = 0; i <= mask; i++) {
+            if (!key_of[i])
+                continue;
+            size_t parent = (size_t)((key_of[i] - 1) >> 8);
+            size_t at = lm->first[parent] + fill[parent]++;
+            lm->edge_byte[at] = (unsigned char)((key_of[i] - 1) & 0xff);
+            lm->edge_child[at] = child_of[i];
+        }
+    }
+    free(fill);
+    free(key_of);
+    free(child_of);
+    /* the word lengths counted every letter as a node; shared prefixes made far fewer */
+    int32_t *words_fit = realloc(lm->node_word, (size_t)lm->n_nodes * sizeof *lm->node_word);
+    if (words_fit)
+        lm->node_word = words_fit;
+    uint32_t *first_fit = realloc(lm->first, ((size_t)lm->n_nodes + 1) * sizeof *lm->first);
+    if (first_fit)
+        lm->first = first_fit;
+    return ok ? 0 : -1;
 }
 
 int es_lm_trie_next(const es_lm *lm, int node, unsigned char byte)
 {
-    if (node < 0)
+    if (node < 0 || node >= lm->n_nodes)
         return -1;
-    uint64_t key = ((uint64_t)node << 8 | byte) + 1;
-    for (size_t i = mix64(key) & lm->edge_mask; lm->edge_key[i]; i = (i + 1) & lm->edge_mask)
-        if (lm->edge_key[i] == key)
-            return lm->edge_child[i];
-    return -1;
+    const unsigned char *row = lm->edge_byte + lm->first[node];
+    const unsigned char *hit = memchr(row, byte, lm->first[node + 1] - lm->first[node]);
+    return hit ? lm->edge_child[lm->first[node] + (size_t)(hit - row)] : -1;
 }
 
 int es_lm_trie_word(const es_lm *lm, int node)
@@ -348,13 +406,14 @@ static int read_section(es_lm *lm, reader *r, int n, long count, const char *pat
             return -1;
         }
         int k = split_fields(s, f, n + 2);
-        ngram g = {.n = n};
+        int32_t ids[ES_LM_MAX_ORDER];
+        float logp, bow = 0.0f;
         if (k != n + 1 && k != n + 2) {
             snprintf(err, errlen, "%s line %ld: a %d-gram line needs a log-probability, %d words and an optional "
                      "back-off weight", path, r->number, n, n);
             return -1;
         }
-        if (parse_log10(f[0], 0, &g.logp) != 0 || (k == n + 2 && parse_log10(f[n + 1], 1, &g.bow) != 0)) {
+        if (parse_log10(f[0], 0, &logp) != 0 || (k == n + 2 && parse_log10(f[n + 1], 1, &bow) != 0)) {
             snprintf(err, errlen, "%s line %ld: not a log10 probability (<= 0) or back-off weight", path, r->number);
             return -1;
         }
@@ -374,13 +433,13 @@ static int read_section(es_lm *lm, reader *r, int n, long count, const char *pat
                 snprintf(err, errlen, "%s line %ld: the word \"%s\" has no 1-gram", path, r->number, f[1 + i]);
                 return -1;
             }
-            g.w[i] = id;
+            ids[i] = id;
         }
         if (seen >= count) {
             snprintf(err, errlen, "%s line %ld: more %d-grams than the header's count", path, r->number, n);
             return -1;
         }
-        int added = add_gram(lm, &g);
+        int added = add_gram(lm, ids, n, logp, bow);
         if (added != 0) {
             snprintf(err, errlen, added > 0 ? "%s line %ld: this %d-gram is listed twice" : "%s line %ld: out of memory",
                      path, r->number, n);
@@ -433,11 +492,9 @@ static int read_arpa(es_lm *lm, reader *r, const char *path, char *err, size_t e
     lm->words = malloc(sizeof *lm->words * (size_t)lm->words_cap);
     lm->word_mask = table_size((size_t)lm->words_cap) - 1;
     lm->word_index = calloc(lm->word_mask + 1, sizeof *lm->word_index);
-    lm->grams_cap = 4096;
-    lm->grams = malloc(lm->grams_cap * sizeof *lm->grams);
-    lm->gram_mask = table_size(lm->grams_cap) - 1;
-    lm->gram_index = calloc(lm->gram_mask + 1, sizeof *lm->gram_index);
-    if (!lm->words || !lm->word_index || !lm->grams || !lm->gram_index) {
+    for (int n = 1; n <= lm->order; n++)
+        lm->grams[n].n = n;
+    if (!lm->words || !lm->word_index) {
         snprintf(err, errlen, "out of memory");
         return -1;
     }
@@ -454,11 +511,9 @@ static int read_arpa(es_lm *lm, reader *r, const char *path, char *err, size_t e
             return -1;
     }
     /* give back the room the last doubling left over */
-    ngram *fit = realloc(lm->grams, sizeof *fit * (lm->n_grams ? lm->n_grams : 1));
-    if (fit) {
-        lm->grams = fit;
-        lm->grams_cap = lm->n_grams ? lm->n_grams : 1;
-    }
+    for (int n = 1; n <= lm->order; n++)
+        if (lm->grams[n].count > 0 && lm->grams[n].count < lm->grams[n].cap)
+            reserve_grams(&lm->grams[n], lm->grams[n].count); /* shrinking keeps the data if it fails */
     while ((s = next_line(r)) && !*s)
         ;
     if (!s || strcmp(s, "\\end\\") != 0) {
@@ -500,8 +555,8 @@ es_lm *es_lm_load(const char *path, char *err, size_t errlen)
     }
     if (lm->unk < 0) {
         lm->unk = add_word(lm, "<unk>", 5);
-        ngram g = {.n = 1, .w = {lm->unk}, .logp = UNK_FLOOR};
-        if (lm->unk < 0 || add_gram(lm, &g) != 0) {
+        int32_t unk = lm->unk;
+        if (lm->unk < 0 || add_gram(lm, &unk, 1, UNK_FLOOR, 0.0f) != 0) {
             snprintf(err, errlen, "out of memory");
             es_lm_free(lm);
             return NULL;
@@ -522,10 +577,15 @@ int es_lm_order(const es_lm *lm)
 
 size_t es_lm_bytes(const es_lm *lm)
 {
-    size_t b = sizeof *lm + (size_t)lm->words_cap * sizeof *lm->words + (lm->word_mask + 1) * sizeof *lm->word_index +
-               lm->grams_cap * sizeof *lm->grams + (lm->gram_mask + 1) * sizeof *lm->gram_index +
-               (lm->edge_mask + 1) * (sizeof *lm->edge_key + sizeof *lm->edge_child) +
-               (size_t)lm->n_nodes * sizeof *lm->node_word;
+    size_t b = sizeof *lm + (size_t)lm->words_cap * sizeof *lm->words + (lm->word_mask + 1) * sizeof *lm->word_index;
+    for (int n = 1; n <= lm->order; n++) {
+        const gram_table *t = &lm->grams[n];
+        b += t->cap * (sizeof(int32_t) * (size_t)n + sizeof *t->logp + sizeof *t->bow) +
+             (t->index ? (t->mask + 1) * sizeof *t->index : 0);
+    }
+    size_t n_edges = lm->n_nodes > 0 ? (size_t)lm->n_nodes - 1 : 0;
+    b += ((size_t)lm->n_nodes + 1) * sizeof *lm->first + n_edges * (sizeof *lm->edge_byte + sizeof *lm->edge_child) +
+         (size_t)lm->n_nodes * sizeof *lm->node_word;
     for (int i = 0; i < lm->n_words; i++)
         b += strlen(lm->words[i]) + 1;
     return b;
@@ -569,13 +629,13 @@ float es_lm_score(const es_lm *lm, const int *context, int n_context, int word)
         for (int i = 0; i < k; i++)
             seq[i] = context[n_context - k + i];
         seq[k] = word;
-        const ngram *g = find_gram(lm, seq, k + 1);
-        if (g)
-            return backoff + g->logp;
+        long g = find_gram(lm, seq, k + 1);
+        if (g >= 0)
+            return backoff + lm->grams[k + 1].logp[g];
         if (k > 0) {
-            const ngram *h = find_gram(lm, seq, k);
-            if (h)
-                backoff += h->bow;
+            long h = find_gram(lm, seq, k);
+            if (h >= 0)
+                backoff += lm->grams[k].bow[h];
         }
     }
     return backoff + UNK_FLOOR; /* only for an id that is no word of the model */
