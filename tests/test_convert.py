@@ -730,6 +730,20 @@ class BadInputTests(TempDirTest):
         self.assert_refused(self.nemo(replace_member(self.members, "model_weights.ckpt", z.getvalue())),
                             "corrupt checkpoint")
 
+    def test_encrypted_record(self):
+        # torch.save never encrypts; a record flagged so (fuzz_convert found one) is corruption,
+        # and zipfile's RuntimeError for it must not escape as a traceback.
+        z = io.BytesIO()
+        with zipfile.ZipFile(z, "w") as zf:
+            zf.writestr("archive/data.pkl", b"\x80\x02}q\x00.")
+        raw = bytearray(z.getvalue())
+        for sig in (b"PK\x03\x04", b"PK\x01\x02"):  # the flag bits of the local and central headers
+            at = raw.find(sig)
+            flag_at = at + (6 if sig == b"PK\x03\x04" else 8)
+            raw[flag_at] |= 0x01
+        self.assert_refused(self.nemo(replace_member(self.members, "model_weights.ckpt", bytes(raw))),
+                            "corrupt checkpoint", "encrypted")
+
     def test_pickle_with_code_is_refused(self):
         # A pickle that would call os.system if unpickled naively.
         z = io.BytesIO()

@@ -807,9 +807,10 @@ class RestrictedUnpickler(pickle.Unpickler):
 
 
 # What zipfile raises on a corrupt checkpoint; NotImplementedError: a zip version or compression
-# zipfile does not read. Shared by opening and every record read, like _TAR_ERRORS.
+# zipfile does not read; RuntimeError: a record flagged as encrypted (torch.save never encrypts).
+# Shared by opening and every record read, like _TAR_ERRORS.
 _ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, OverflowError,
-               NotImplementedError)
+               NotImplementedError, RuntimeError)
 
 
 class Checkpoint:
