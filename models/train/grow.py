@@ -108,9 +108,8 @@ def main(argv=None):
         print("grow: %s" % e, file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory() as tok_dir:
-        names = {"model_path": "tokenizer.model", "vocab_path": "vocab.txt", "spe_tokenizer_vocab": "tokenizer.vocab"}
         for key, (_, data) in artifacts.items():
-            with open(os.path.join(tok_dir, names[key]), "wb") as f:
+            with open(os.path.join(tok_dir, nemo_io.TOKENIZER_FILES[key]), "wb") as f:
                 f.write(data)
         nemo_io.write_nemo(a.output, new_cfg, new_sd, tok_dir)
     n = sum(v.numel() for v in new_sd.values())

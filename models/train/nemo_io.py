@@ -21,6 +21,11 @@ import yaml
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "convert"))
 import earshot_convert  # noqa: E402
 
+# The tokenizer's files: the config key that names each in the archive, and its name in a
+# tokenizer folder (what tokenizer.py writes and write_nemo reads).
+TOKENIZER_FILES = {"model_path": "tokenizer.model", "vocab_path": "vocab.txt",
+                   "spe_tokenizer_vocab": "tokenizer.vocab"}
+
 
 def load_yaml(text):
     """model_config.yaml as NeMo reads it: OmegaConf's floats ('1e-5'), interpolations resolved.
@@ -61,7 +66,7 @@ def read_nemo(path):
             sd = sd["state_dict"]
         tok = cfg.get("tokenizer", {}) or {}
         artifacts = {}
-        for key in ("model_path", "vocab_path", "spe_tokenizer_vocab"):
+        for key in TOKENIZER_FILES:
             name = _artifact(tok.get(key))
             if name and name in members:
                 artifacts[key] = (name, read(name))
@@ -73,17 +78,12 @@ def write_nemo(path, cfg, state_dict, tokenizer_dir):
     """Write a .nemo: cfg (dict; its tokenizer paths are rewritten), the state dict, and the
     tokenizer files tokenizer.model, tokenizer.vocab, vocab.txt from tokenizer_dir."""
     cfg = dict(cfg)
-    files = {
-        "model_path": ("tokenizer.model", "tokenizer.model"),
-        "vocab_path": ("vocab.txt", "vocab.txt"),
-        "spe_tokenizer_vocab": ("tokenizer.vocab", "tokenizer.vocab"),
-    }
     tok = dict(cfg.get("tokenizer") or {})
     tok.setdefault("dir", None)
     tok["type"] = "bpe"
     members = []
-    for key, (src, base) in files.items():
-        p = os.path.join(tokenizer_dir, src)
+    for key, base in TOKENIZER_FILES.items():
+        p = os.path.join(tokenizer_dir, base)
         if not os.path.exists(p):
             continue
         name = "%s_%s" % (uuid.uuid4().hex, base)
