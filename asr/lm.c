@@ -1,9 +1,11 @@
 /*
  * lm.c - the ARPA n-gram language model (see lm.h).
  *
- * Two open-addressing hash tables: words (text -> id, ids in the order of the 1-gram section)
- * and n-grams (the id sequence -> log-probability and back-off weight). The n-gram table holds
- * every order, keyed by the whole sequence, so a back-off query is at most 2 x order lookups.
+ * Words are numbered in the order of the 1-gram section, and a hash table maps their text to
+ * that id. Each order n has a table of its own holding exactly n ids per entry (a trigram
+ * model's bigrams, its largest order by far, then take 16 bytes each rather than the highest
+ * order's width) with a hash index over the id sequences; the 1-grams need no index, since
+ * entry k is always word k. A back-off query is at most 2 x order lookups.
  * The tables grow with what the file holds; the counts in its \data\ header are only checked
  * against the sections as they are read, so a truncated or inconsistent file is refused, not
  * half-used, and a header that claims billions of n-grams costs nothing (a fuzzer's find).
@@ -25,12 +27,10 @@
    tables are sized by what the file holds, so a smaller false count costs nothing) */
 #define MAX_NGRAMS 400000000L
 
-/* The n-grams of one order, n word ids each. Orders get tables of their own so that an entry
-   holds exactly its n ids: a trigram model's bigrams, its largest order by far, then take 16
-   bytes each rather than the highest order's width. */
+/* The n-grams of one order, n word ids each (see the top of the file). */
 typedef struct {
     int n;
-    int32_t *ids; /* n per entry */
+    int32_t *ids; /* n per entry; none for n = 1, whose entry k is word k */
     float *logp, *bow; /* natural logs; bow is 0 where the file gives none */
     size_t count, cap;
     uint32_t *index; /* entry + 1, 0 = empty */
@@ -106,6 +106,8 @@ static int find_word(const es_lm *lm, const char *s, size_t n)
 static long find_gram(const es_lm *lm, const int32_t *w, int n)
 {
     const gram_table *t = &lm->grams[n];
+    if (n == 1)
+        return w[0] >= 0 && (size_t)w[0] < t->count ? w[0] : -1;
     if (!t->index)
         return -1;
     for (size_t i = hash_ids(w, n) & t->mask;; i = (i + 1) & t->mask) {
@@ -163,10 +165,10 @@ static int grow_gram_index(gram_table *t)
 /* Gives an n-gram table room for cap entries. */
 static int reserve_grams(gram_table *t, size_t cap)
 {
-    int32_t *ids = realloc(t->ids, sizeof *ids * (size_t)t->n * cap);
+    int32_t *ids = t->n == 1 ? NULL : realloc(t->ids, sizeof *ids * (size_t)t->n * cap);
     if (ids)
         t->ids = ids;
-    float *logp = ids ? realloc(t->logp, sizeof *logp * cap) : NULL;
+    float *logp = ids || t->n == 1 ? realloc(t->logp, sizeof *logp * cap) : NULL;
     if (logp)
         t->logp = logp;
     float *bow = logp ? realloc(t->bow, sizeof *bow * cap) : NULL;
@@ -206,7 +208,8 @@ static int add_word(es_lm *lm, const char *s, size_t n)
     return id;
 }
 
-/* Adds an n-gram; 0 when added, 1 when it was there already, -1 when out of memory. */
+/* Adds an n-gram; 0 when added, 1 when it was there already, -1 when out of memory. A 1-gram
+   must be the newest word's: every word is added together with its 1-gram. */
 static int add_gram(es_lm *lm, const int32_t *w, int n, float logp, float bow)
 {
     gram_table *t = &lm->grams[n];
@@ -214,6 +217,13 @@ static int add_gram(es_lm *lm, const int32_t *w, int n, float logp, float bow)
         return 1;
     if (t->count == t->cap && reserve_grams(t, t->cap ? t->cap * 2 : 1024) != 0)
         return -1;
+    if (n == 1) {
+        if ((size_t)w[0] != t->count)
+            return -1; /* cannot happen: words and 1-grams are added in step */
+        t->logp[t->count] = logp;
+        t->bow[t->count++] = bow;
+        return 0;
+    }
     if (grow_gram_index(t) != 0)
         return -1;
     size_t i = hash_ids(w, n) & t->mask;
@@ -580,7 +590,8 @@ size_t es_lm_bytes(const es_lm *lm)
     size_t b = sizeof *lm + (size_t)lm->words_cap * sizeof *lm->words + (lm->word_mask + 1) * sizeof *lm->word_index;
     for (int n = 1; n <= lm->order; n++) {
         const gram_table *t = &lm->grams[n];
-        b += t->cap * (sizeof(int32_t) * (size_t)n + sizeof *t->logp + sizeof *t->bow) +
+        size_t ids = n == 1 ? 0 : (size_t)n; /* 1-grams need no ids: entry k is word k */
+        b += t->cap * (sizeof(int32_t) * ids + sizeof *t->logp + sizeof *t->bow) +
              (t->index ? (t->mask + 1) * sizeof *t->index : 0);
     }
     size_t n_edges = lm->n_nodes > 0 ? (size_t)lm->n_nodes - 1 : 0;
