@@ -45,6 +45,8 @@ static void on_signal(int sig)
 
 static void usage(FILE *f)
 {
+    /* the defaults live in the library; the help reads them there */
+    es_engine_params d = es_engine_default_params();
     fprintf(f,
             "Usage: earshot-server [options]\n"
             "Serves live speech recognition over WebSocket at /v1/listen, and HTTP endpoints.\n\n"
@@ -53,9 +55,9 @@ static void usage(FILE *f)
             "  --lm FILE                word n-gram LM (ARPA, may be .gz) for CTC: beam search instead of greedy\n"
             "                           (default: MODEL.arpa.gz beside the model, if there is one)\n"
             "  --no-lm                  greedy CTC even when the model has an LM beside it\n"
-            "  --lm-weight A            the LM's weight (default 0.6)\n"
-            "  --lm-bonus B             score added per word (default 1.5)\n"
-            "  --beam N                 hypotheses the search keeps, 1..1024 (default 64)\n"
+            "  --lm-weight A            the LM's weight (default %g)\n"
+            "  --lm-bonus B             score added per word (default %g)\n"
+            "  --beam N                 hypotheses the search keeps, 1..1024 (default %d)\n"
             "  --host ADDR              address to listen on (default 127.0.0.1)\n"
             "  --port N                 port (default 8080)\n"
             "  --backend cpu|cuda       compute backend (default cpu; cuda needs a build with -DEARSHOT_CUDA=ON)\n"
@@ -79,7 +81,8 @@ static void usage(FILE *f)
             "  --max-upload-mb N        largest file for POST /v1/audio/transcriptions (default 512)\n"
             "  --max-file-jobs N        file transcriptions at once; beyond it 503 (default 4)\n"
             "  --web-root DIR           folder served at / (default: the source tree's clients/web)\n"
-            "  --help                   this text\n");
+            "  --help                   this text\n",
+            (double)d.lm_weight, (double)d.lm_word_bonus, d.lm_beam);
 }
 
 /* Parses a decimal fraction in (lo, hi] into *out. */

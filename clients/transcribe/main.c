@@ -81,6 +81,8 @@ typedef struct {
 
 static void usage(FILE *f)
 {
+    /* the defaults live in the library; the help reads them there */
+    es_engine_params d = es_engine_default_params();
     fprintf(f,
             "Usage: " PROG " --model MODEL [options] FILE...\n"
             "       " PROG " --server URL [options] FILE...\n"
@@ -101,9 +103,9 @@ static void usage(FILE *f)
             "                         instead of greedy (default: MODEL.arpa.gz beside the\n"
             "                         model, if there is one)\n"
             "      --no-lm            greedy CTC even when the model has an LM beside it\n"
-            "      --lm-weight A      the LM's weight (default 0.6)\n"
-            "      --lm-bonus B       score added per word (default 1.5)\n"
-            "      --beam N           hypotheses the search keeps, 1..1024 (default 64)\n"
+            "      --lm-weight A      the LM's weight (default %g)\n"
+            "      --lm-bonus B       score added per word (default %g)\n"
+            "      --beam N           hypotheses the search keeps, 1..1024 (default %d)\n"
             "  -t, --threads N        compute threads, 0 = one per core (default: engine's)\n"
             "  -f, --format FORMAT    text (default), json (one object per file and line),\n"
             "                         srt or vtt (subtitles)\n"
@@ -117,7 +119,8 @@ static void usage(FILE *f)
             "\n"
             "Exit status: 0 all files transcribed, 1 some file failed (the others are still\n"
             "transcribed), 2 wrong command line, 3 the model cannot be loaded (--server: the\n"
-            "server cannot be reached or refuses the connection).\n");
+            "server cannot be reached or refuses the connection).\n",
+            (double)d.lm_weight, (double)d.lm_word_bonus, d.lm_beam);
 }
 
 static int usage_error(const char *fmt, const char *what)
