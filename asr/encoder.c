@@ -25,9 +25,6 @@
 
 #include <cblas.h>
 #include <math.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,24 +99,6 @@ static float *grow(float **b, size_t *cap, size_t n)
 static float *buf(es_encoder *e, int id, size_t n)
 {
     return grow(&e->buf[id], &e->cap[id], n);
-}
-
-static int compute_threads(void)
-{
-#ifdef _OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
-}
-
-static int thread_id(void)
-{
-#ifdef _OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
 }
 
 int es_encoder_cache_regions(const es_model *m, size_t *region_bytes)
@@ -595,7 +574,7 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
 
     /* subsampling, pre-encode drop, xscaling: streams in parallel, each thread its own buffers */
     float *X = buf(e, BUF_X, (size_t)N * d);
-    int threads = compute_threads();
+    int threads = es_compute_threads();
     if (threads > e->n_sub) {
         sub_scratch *sc = realloc(e->sub, sizeof *sc * (size_t)threads);
         if (!sc)
@@ -610,7 +589,7 @@ int es_encoder_step(es_encoder *e, const es_encoder_input *in, int n, es_encoder
     int out_of_memory = 0;
 #pragma omp parallel for schedule(dynamic) if (n > 1)
     for (int b = 0; b < n; b++) {
-        sub_scratch *sc = &e->sub[thread_id()];
+        sub_scratch *sc = &e->sub[es_compute_thread_id()];
         float *sub = grow(&sc->buf[SUB_OUT], &sc->cap[SUB_OUT], (size_t)max_T * d);
         if (!sub || subsample(m, sc, &in[b], sub) < 0) {
 #pragma omp atomic write

@@ -41,6 +41,12 @@ typedef struct {
     es_stream **who;
 } rnnt_batch;
 
+/* Room for one chunk's CTC log-probs. */
+typedef struct {
+    float *buf;
+    size_t cap;
+} ctc_scratch;
+
 struct es_engine {
     es_model *model;
     es_slot_pool *pool;
@@ -55,8 +61,8 @@ struct es_engine {
     es_encoder_output *outputs;
     es_chunk *chunks;
     int step_cap;
-    float *ctc_scratch;
-    size_t ctc_scratch_cap;
+    ctc_scratch *ctc;       /* one per compute thread: streams are decoded in parallel */
+    int n_ctc;
     rnnt_batch rnnt;
     es_lm *lm;              /* NULL: CTC is greedy */
     es_beam_params beam;
@@ -235,7 +241,9 @@ void es_engine_free(es_engine *e)
     free(e->inputs);
     free(e->outputs);
     free(e->chunks);
-    free(e->ctc_scratch);
+    for (int i = 0; i < e->n_ctc; i++)
+        free(e->ctc[i].buf);
+    free(e->ctc);
     free(e->rnnt.states);
     free(e->rnnt.frames);
     free(e->rnnt.n_frames);
@@ -584,26 +592,26 @@ static int finish_beam(es_stream *s)
     return append_tokens(s, settled, n);
 }
 
-static int decode_ctc(es_engine *e, es_stream *s, const es_encoder_output *o)
+static int decode_ctc(es_engine *e, es_stream *s, const es_encoder_output *o, ctc_scratch *sc)
 {
     size_t need = (size_t)o->n_frames * (size_t)(e->model->n_vocab + 1);
-    if (need > e->ctc_scratch_cap) {
-        float *p = realloc(e->ctc_scratch, sizeof(float) * need);
+    if (need > sc->cap) {
+        float *p = realloc(sc->buf, sizeof(float) * need);
         if (!p)
             return -1;
-        e->ctc_scratch = p;
-        e->ctc_scratch_cap = need;
+        sc->buf = p;
+        sc->cap = need;
     }
     if (s->beam) {
         const es_token *settled;
-        es_ctc_log_probs(e->model, o->frames, o->n_frames, e->ctc_scratch);
-        int got = es_ctc_beam_step(s->beam, e->ctc_scratch, o->n_frames, s->frames, &settled);
+        es_ctc_log_probs(e->model, o->frames, o->n_frames, sc->buf);
+        int got = es_ctc_beam_step(s->beam, sc->buf, o->n_frames, s->frames, &settled);
         return append_tokens(s, settled, got);
     }
     if (reserve_tokens(s, o->n_frames) != 0)
         return -1;
     int got = es_ctc_greedy(e->model, o->frames, o->n_frames, s->frames, &s->ctc_prev, NULL, s->tokens + s->n_tokens,
-                            s->tokens_cap - s->n_tokens, e->ctc_scratch);
+                            s->tokens_cap - s->n_tokens, sc->buf);
     s->n_tokens += got;
     return 0;
 }
@@ -624,7 +632,49 @@ static int decode_ctc_ids(es_engine *e, es_stream *s, const int *ids, int n_fram
     s->ctc_prev = prev;
     return 0;
 }
+#endif
 
+/* CTC-decodes the step's CTC streams (gpu_ids: greedy ones from the GPU's argmax). With an LM
+   the beam search costs about a fifth of a stream's encoder time on one core, and it does not
+   batch, so the streams are searched in parallel: each search is the stream's own and the LM
+   is only read. In one loop on one thread it would cap the streams a step can serve at what
+   one core searches, however many cores (or a GPU) run the encoder. */
+static int decode_ctc_streams(es_engine *e, es_stream **streams, int n, int gpu_ids)
+{
+    int threads = es_compute_threads(), any_beam = 0;
+    for (int i = 0; i < n; i++)
+        any_beam |= streams[i]->decoder == ES_DECODER_CTC && streams[i]->beam;
+    if (threads > e->n_ctc) {
+        ctc_scratch *sc = realloc(e->ctc, sizeof *sc * (size_t)threads);
+        if (!sc)
+            return -1;
+        memset(sc + e->n_ctc, 0, sizeof *sc * (size_t)(threads - e->n_ctc));
+        e->ctc = sc;
+        e->n_ctc = threads;
+    }
+    int failed = 0;
+#pragma omp parallel for schedule(dynamic) if (n > 1 && any_beam)
+    for (int i = 0; i < n; i++) {
+        es_stream *s = streams[i];
+        if (s->decoder != ES_DECODER_CTC)
+            continue;
+        int r;
+#ifdef EARSHOT_HAVE_CUDA
+        if (gpu_ids && !s->beam)
+            r = decode_ctc_ids(e, s, es_cuda_ctc_ids(e->cuda, i), e->outputs[i].n_frames);
+        else
+#endif
+            r = decode_ctc(e, s, &e->outputs[i], &e->ctc[es_compute_thread_id()]);
+        if (r != 0) {
+#pragma omp atomic write
+            failed = 1;
+        }
+    }
+    (void)gpu_ids;
+    return failed ? -1 : 0;
+}
+
+#ifdef EARSHOT_HAVE_CUDA
 /* Greedy RNNT on the GPU for every RNNT stream of the step (e->rnnt.n_out lists them). */
 static int decode_rnnt_cuda(es_engine *e, es_stream **streams, int n, char *err, size_t errlen)
 {
@@ -663,15 +713,9 @@ static int step_cuda(es_engine *e, es_stream **streams, int n, char *err, size_t
                                                          : ES_CUDA_FRAMES;
     if (es_cuda_step(e->cuda, e->inputs, n, flags, e->outputs, err, errlen) != 0)
         return -1;
-    for (int i = 0; i < n; i++) {
-        es_stream *s = streams[i];
-        if (s->decoder != ES_DECODER_CTC)
-            continue;
-        if (s->beam ? decode_ctc(e, s, &e->outputs[i])
-                    : decode_ctc_ids(e, s, es_cuda_ctc_ids(e->cuda, i), e->outputs[i].n_frames)) {
-            snprintf(err, errlen, "out of memory");
-            return -1;
-        }
+    if (decode_ctc_streams(e, streams, n, 1) != 0) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
     }
     return gpu_rnnt ? decode_rnnt_cuda(e, streams, n, err, errlen) : 0;
 }
@@ -745,11 +789,10 @@ int es_engine_step(es_engine *e, es_stream **streams, int n, char *err, size_t e
     {
         if (es_encoder_step(e->encoder, e->inputs, n, e->outputs, err, errlen) != 0)
             return -1;
-        for (int i = 0; i < n; i++)
-            if (streams[i]->decoder == ES_DECODER_CTC && decode_ctc(e, streams[i], &e->outputs[i]) != 0) {
-                snprintf(err, errlen, "out of memory");
-                return -1;
-            }
+        if (decode_ctc_streams(e, streams, n, 0) != 0) {
+            snprintf(err, errlen, "out of memory");
+            return -1;
+        }
     }
     int rnnt_done = 0; /* decoded on the GPU already */
 #ifdef EARSHOT_HAVE_CUDA

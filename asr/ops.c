@@ -508,6 +508,24 @@ void es_set_compute_threads(int n)
 #endif
 }
 
+int es_compute_threads(void)
+{
+#ifdef _OPENMP
+    return omp_get_max_threads();
+#else
+    return 1;
+#endif
+}
+
+int es_compute_thread_id(void)
+{
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
 float es_dot(const float *a, const float *b, int n)
 {
 #ifdef __x86_64__

@@ -23,6 +23,10 @@ void es_glu(const float *x, int rows, int d, float *y);
 /* Sets the compute pool's size: OpenMP threads for our loops and splits, OpenBLAS kept
    single-threaded inside them (0 = one per core). */
 void es_set_compute_threads(int n);
+/* The most threads a parallel loop of ours may run, and the calling thread's index among them
+   (0 outside one): for per-thread scratch buffers. */
+int es_compute_threads(void);
+int es_compute_thread_id(void);
 /* The dot product of two float vectors (AVX2 when the CPU has it). */
 float es_dot(const float *a, const float *b, int n);
 /* dst += scale * src */

@@ -567,6 +567,71 @@ static void test_engine(const char *golden, const char *models, const char *lm_p
     for (int i = 1; all && i < n_all; i++)
         increasing &= all[i].frame > all[i - 1].frame;
     CHECK(increasing, "token frames increase");
+    es_engine_free(e);
+
+    /* several streams in one step: their searches run in parallel, each on its own thread's
+       scratch, and each must give what it gives alone. Each stream hears the audio from a
+       different point, so a mix-up of streams or of scratch shows. */
+    ep.max_streams = 4;
+    ep.n_threads = 2;
+    e = es_engine_create(model, &ep, err, sizeof err);
+    CHECK(e != NULL, "engine with the LM, 4 streams, 2 threads: %s", err);
+    wav16 part[4];
+    es_token *alone[4] = {0};
+    int n_alone[4] = {0}, left;
+    for (int i = 0; i < 4; i++) {
+        size_t skip = (size_t)i * 2400 < w.n_samples ? (size_t)i * 2400 : 0;
+        part[i] = (wav16){.sample_rate = w.sample_rate, .n_samples = w.n_samples - skip, .samples = w.samples + skip};
+        if (e)
+            alone[i] = engine_tokens(e, &part[i], part[i].n_samples, &n_alone[i], &left);
+    }
+    CHECK(n_alone[0] != n_alone[3] || (alone[0] && alone[3] && alone[0][0].frame != alone[3][0].frame),
+          "the 4 parts decode differently (%d and %d tokens)", n_alone[0], n_alone[3]);
+    es_stream *s[4] = {0};
+    es_stream_params sp = e ? es_stream_default_params(e) : (es_stream_params){0};
+    sp.decoder = ES_DECODER_CTC;
+    int made = 0;
+    for (int i = 0; e && i < 4; i++)
+        made += (s[i] = es_stream_create(e, &sp, err, sizeof err)) != NULL;
+    CHECK(made == 4, "4 streams: %s", err);
+    int steps_of_4 = 0;
+    if (made == 4) {
+        const size_t block = 4000;
+        for (size_t at = 0; at < w.n_samples + block; at += block) {
+            for (int i = 0; i < 4; i++) {
+                if (at < part[i].n_samples)
+                    es_stream_accept_audio(s[i], part[i].samples + at,
+                                           part[i].n_samples - at < block ? part[i].n_samples - at : block);
+                else
+                    es_stream_end_audio(s[i]);
+            }
+            for (;;) {
+                es_stream *ready[4];
+                int n = 0;
+                for (int i = 0; i < 4; i++)
+                    if (es_stream_ready(s[i]))
+                        ready[n++] = s[i];
+                if (n == 0)
+                    break;
+                steps_of_4 += n == 4;
+                if (es_engine_step(e, ready, n, err, sizeof err) != 0) {
+                    CHECK(0, "step: %s", err);
+                    break;
+                }
+            }
+        }
+        for (int i = 0; i < 4; i++) {
+            int n;
+            const es_token *t = es_stream_tokens(s[i], &n);
+            CHECK(alone[i] && n == n_alone[i] && memcmp(t, alone[i], sizeof *t * (size_t)n) == 0,
+                  "stream %d of 4 stepped together: the %d tokens it gives alone (got %d)", i, n_alone[i], n);
+        }
+    }
+    CHECK(steps_of_4 > 0, "the streams shared %d steps", steps_of_4);
+    for (int i = 0; i < 4; i++) {
+        es_stream_free(s[i]);
+        free(alone[i]);
+    }
     free(all);
     free(small);
     wav16_free(&w);
