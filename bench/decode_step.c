@@ -269,7 +269,7 @@ int main(int argc, char **argv)
             }
             char cost[32] = "";
             if (k == 1)
-                snprintf(cost, sizeof cost, "+%.0f %%", 100.0 * (r[0].audio_per_wall / r[1].audio_per_wall - 1));
+                snprintf(cost, sizeof cost, "%+.0f %%", 100.0 * (r[0].audio_per_wall / r[1].audio_per_wall - 1));
             printf("| %d | %s | %d | %.2f ms | %.2f ms | %.1f | %s |\n", counts[c], names[k], r[k].steps, r[k].p50_ms,
                    r[k].p99_ms, r[k].audio_per_wall, cost);
             fflush(stdout);
