@@ -295,7 +295,14 @@ def main(argv=None):
                     help="flac: 16-bit lossless (~68 MB per hour); opus: Ogg Opus (~17 MB per hour, lossy)")
     ap.add_argument("--text-files", nargs="*", default=[], help="extra plain-text sources")
     ap.add_argument("--sentences-out", help="write the sentence splits here (one JSON per line)")
+    ap.add_argument("--render", default="train,dev,test",
+                    help="splits to render (default all).  The choices of every split are drawn "
+                         "as usual, so e.g. --render dev,test rebuilds exactly the dev and test sets "
+                         "of a full run with the same counts and seed, without its training audio")
     a = ap.parse_args(argv)
+    render_splits = set(x for x in a.render.split(",") if x)
+    if not render_splits or render_splits - {"train", "dev", "test"}:
+        ap.error("--render takes a comma-separated subset of train,dev,test")
 
     voices = available_voices()
     if a.voices:
@@ -332,7 +339,9 @@ def main(argv=None):
             voice = pick_voice(rng, voices)
             path = os.path.join(a.out, "audio", split, "%s_%06d.%s" % (split, i, a.format))
             augment = split == "train" and not a.no_augment
-            jobs.append((len(jobs), ref, sents[ref], voice, split, path, augment, rng.getrandbits(32)))
+            job_seed = rng.getrandbits(32)  # drawn even when not rendered: later splits stay the same
+            if split in render_splits:
+                jobs.append((len(jobs), ref, sents[ref], voice, split, path, augment, job_seed))
 
     results = {"train": [], "dev": [], "test": []}
     if a.jobs > 1:
@@ -347,6 +356,8 @@ def main(argv=None):
             if r:
                 results[job[4]].append(r)
     for split, items in results.items():
+        if split not in render_splits:
+            continue
         with open(os.path.join(a.out, split + ".json"), "w", encoding="utf-8") as f:
             for r in items:
                 f.write(json.dumps(r, ensure_ascii=False) + "\n")
