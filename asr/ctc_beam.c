@@ -15,6 +15,14 @@
  * words into one unknown word ("longlacefor") costs one <unk> where the right reading pays for
  * every word, and the search learns to drop spaces.
  *
+ * A bare word-start piece (U+2581 alone) begins a word whose letters come in later pieces. The LM
+ * sees no word until letters come, so a second bare piece, or one that ends the text, would cost
+ * it nothing and read as an extra space. The search therefore starts no word while the last one
+ * has no letters yet, and a hypothesis ending in a bare piece never wins at the end. At a pause
+ * it may: models often emit the next word's mark right after a word, before the pause, and
+ * letters follow it after the pause. Before the first word none of this applies (the text drops
+ * leading marks), so a leading mark never forces the first word to be spelled without one.
+ *
  * Streaming: the engine must hand out tokens that no longer change, so each hypothesis keeps
  * only the tokens since the last commit (its "tail"). After every frame:
  *   - tokens every kept hypothesis agrees on are settled (committed);
@@ -255,6 +263,15 @@ static void add_token(const es_ctc_beam *b, hyp *h, int v, int frame)
     h->last_frame = frame;
 }
 
+/* True when h's last token is a bare word-start piece ("▁" alone) after some word, and no
+   letters came after it: the text so far ends in a space. Such a hypothesis may not start
+   another word (that would be a second space, which the LM cannot charge for) and does not read
+   as finished. Before the first word the marks are harmless: the text drops its leading ones. */
+static int awaits_letters(const es_ctc_beam *b, const hyp *h)
+{
+    return h->n_words > 0 && h->last >= 0 && b->starts_word[h->last] && h->word_len == 0;
+}
+
 static float hyp_score(const es_ctc_beam *b, const hyp *h)
 {
     return lse(h->pb, h->pnb) + b->p.lm_weight * h->lm + b->p.word_bonus * (float)h->n_words;
@@ -263,6 +280,8 @@ static float hyp_score(const es_ctc_beam *b, const hyp *h)
 /* The score h would have if its word in progress (and, with_eos, the sentence) ended here. */
 static float closing_score(const es_ctc_beam *b, const hyp *h, int with_eos)
 {
+    if (with_eos && awaits_letters(b, h)) /* a trailing space: any other reading wins */
+        return NEG_INF;
     hyp t = *h;
     end_word(b, &t);
     float s = hyp_score(b, &t);
@@ -431,6 +450,8 @@ static void search_frame(es_ctc_beam *b, const float *lp, int frame)
         float total = lse(h->pb, h->pnb);
         for (int k = 0; k < K; k++) {
             int v = b->tokens[k];
+            if (b->starts_word[v] && awaits_letters(b, h))
+                continue;
             candidate *c = candidate_for(b, extend_hash(h->hash, v), i, v, frame);
             if (!c)
                 continue; /* cannot happen: the table is sized for beam x (K + 2) */
@@ -452,7 +473,8 @@ static void search_frame(es_ctc_beam *b, const float *lp, int frame)
     b->n_hyps = keep;
 }
 
-/* Index of the best hypothesis if every one ended its word now. */
+/* Index of the best hypothesis if every one ended its word now (the first, when none reads as
+   finished). */
 static int best_closing(const es_ctc_beam *b, int with_eos)
 {
     int best = 0;
