@@ -57,35 +57,17 @@ static void usage(FILE *f)
 /* The file's samples at rate, looped to n; NULL with err on failure. */
 static float *load_looped(const char *path, int rate, size_t n, char *err, size_t errlen)
 {
-    af_reader *r = af_open(path, rate, AF_QUALITY_BEST, err, errlen);
-    if (!r)
-        return NULL;
-    size_t cap = (size_t)rate * 4, len = 0;
-    float *one = malloc(sizeof *one * cap);
-    long got;
-    while (one && (got = af_read(r, one + len, cap - len, err, errlen)) > 0) {
-        len += (size_t)got;
-        if (len == cap) {
-            float *p = realloc(one, sizeof *one * cap * 2);
-            if (!p) {
-                free(one);
-                one = NULL;
-                break;
-            }
-            one = p;
-            cap *= 2;
-        }
-    }
-    af_close(r);
-    if (!one || got < 0 || len == 0) {
-        if (one && len == 0 && got == 0)
+    float *one;
+    long len = af_read_all(path, rate, AF_QUALITY_BEST, &one, err, errlen);
+    if (len <= 0) {
+        if (len == 0)
             snprintf(err, errlen, "%s holds no audio", path);
         free(one);
         return NULL;
     }
     float *out = malloc(sizeof *out * n);
     for (size_t i = 0; out && i < n; i++)
-        out[i] = one[i % len];
+        out[i] = one[i % (size_t)len];
     free(one);
     if (!out)
         snprintf(err, errlen, "out of memory");

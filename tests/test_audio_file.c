@@ -536,6 +536,46 @@ static void test_bad_files(const char *dir)
         check(0, "truncated WAV reads what it has", d.err);
 }
 
+/* af_read_all gives what af_read gives block by block: for the test's files, for a file longer
+   than its first buffer (it grows), for an empty file (0) and for a missing one (-1). */
+static void test_read_all(const char *dir)
+{
+    char path[1024], err[256], detail[300];
+    enum { LONG_N = RATE * 11 };
+    float *tone = malloc(sizeof *tone * LONG_N);
+    for (long i = 0; tone && i < LONG_N; i++)
+        tone[i] = 0.25f * sinf(2.0f * 3.14159265f * 440.0f * (float)i / RATE);
+    snprintf(path, sizeof path, "%s/long11s.wav", dir);
+    if (!tone || write_sf(path, SF_FORMAT_WAV | SF_FORMAT_FLOAT, RATE, 1, tone, LONG_N) != 0)
+        check(0, "write an 11 s WAV", path);
+    free(tone);
+    const char *names[] = {"s44100.flac", "m16.wav", "m48000.ogg", "long11s.wav"};
+    for (int k = 0; k < 4; k++) {
+        snprintf(path, sizeof path, "%s/%s", dir, names[k]);
+        decoded blocks;
+        float *all = NULL;
+        int ok_blocks = decode_blocks(path, &blocks) == 0;
+        long n = af_read_all(path, RATE, AF_QUALITY_BEST, &all, err, sizeof err);
+        int same = ok_blocks && n == blocks.n && all &&
+                   memcmp(all, blocks.x, sizeof(float) * (size_t)n) == 0;
+        snprintf(detail, sizeof detail, "%s: %ld samples, by blocks %ld%s%s", names[k], n,
+                 ok_blocks ? blocks.n : -1, n < 0 ? ", " : "", n < 0 ? err : "");
+        check(same, "af_read_all = af_read's blocks", detail);
+        free(all);
+        if (ok_blocks)
+            free(blocks.x);
+    }
+    float *none = (float *)1;
+    snprintf(path, sizeof path, "%s/no-such-file.wav", dir);
+    long n = af_read_all(path, RATE, AF_QUALITY_BEST, &none, err, sizeof err);
+    check(n == -1 && none == NULL && strstr(err, "No such file") != NULL, "af_read_all: missing file refused", err);
+    snprintf(path, sizeof path, "%s/empty16000.wav", dir);
+    n = af_read_all(path, RATE, AF_QUALITY_BEST, &none, err, sizeof err);
+    snprintf(detail, sizeof detail, "%ld samples", n);
+    check(n == 0, "af_read_all: a WAV without samples gives 0", detail);
+    free(none);
+}
+
 static void test_bounded_memory(const char *dir)
 {
     char path[1024], detail[256];
@@ -630,6 +670,7 @@ int main(int argc, char **argv)
     test_channels_and_range(dir);
     test_odd_pulls(dir);
     test_bad_files(dir);
+    test_read_all(dir); /* after test_bad_files, which writes empty16000.wav */
 
     free(ref.x);
     if (own_dir) {

@@ -30,49 +30,6 @@ static void free_file(as_file *f)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Reads path as 16 kHz mono floats: *out malloc'd, returns the count or -1. */
-static long read_all(const char *path, float **out, char *err, size_t errlen)
-{
-    *out = NULL;
-    char e[256] = "";
-    af_reader *r = af_open(path, AS_RATE, AF_QUALITY_MEDIUM, e, sizeof e);
-    if (!r) {
-        snprintf(err, errlen, "%s", e);
-        return -1;
-    }
-    size_t cap = AS_RATE * 8, n = 0;
-    float *buf = malloc(cap * sizeof *buf);
-    long got = 0;
-    while (buf) {
-        if (n + AS_RATE > cap) {
-            float *nb = realloc(buf, cap * 2 * sizeof *buf);
-            if (!nb) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = nb;
-            cap *= 2;
-        }
-        got = af_read(r, buf + n, AS_RATE, e, sizeof e);
-        if (got <= 0)
-            break;
-        n += (size_t)got;
-    }
-    af_close(r);
-    if (!buf) {
-        snprintf(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    if (got < 0) {
-        snprintf(err, errlen, "%s", e);
-        free(buf);
-        return -1;
-    }
-    *out = buf;
-    return (long)n;
-}
-
 static int read_reference(as_file *f)
 {
     const char *slash = strrchr(f->path, '/'), *dot = strrchr(f->path, '.');
@@ -160,7 +117,7 @@ static int encode_opus(as_file *f, const float *x, long n, int frame, char *err,
 static int load_file(audio_set *a, as_file *f, char *err, size_t errlen)
 {
     float *x = NULL;
-    long n = read_all(f->path, &x, err, errlen);
+    long n = af_read_all(f->path, AS_RATE, AF_QUALITY_MEDIUM, &x, err, errlen);
     if (n < 0)
         return -1;
     if (n == 0) {

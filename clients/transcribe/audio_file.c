@@ -298,3 +298,41 @@ void af_close(af_reader *r)
     free(r->mono);
     free(r);
 }
+
+long af_read_all(const char *path, int out_rate, af_quality quality, float **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    af_reader *r = af_open(path, out_rate, quality, err, errlen);
+    if (!r)
+        return -1;
+    size_t cap = (size_t)out_rate * 4, n = 0;
+    float *buf = malloc(sizeof *buf * cap);
+    long got = 0;
+    while (buf) {
+        if (n == cap) {
+            float *more = realloc(buf, sizeof *buf * cap * 2);
+            if (!more) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = more;
+            cap *= 2;
+        }
+        got = af_read(r, buf + n, cap - n, err, errlen);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+    }
+    af_close(r);
+    if (!buf) {
+        snprintf(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    if (got < 0) { /* af_read's message is in err */
+        free(buf);
+        return -1;
+    }
+    *out = buf;
+    return (long)n;
+}

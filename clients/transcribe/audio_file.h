@@ -4,7 +4,8 @@
  * An af_reader decodes a file (WAV, FLAC, Ogg Vorbis/Opus, MP3, AIFF, ... whatever the
  * installed libsndfile knows) a block at a time, averages its channels to mono and resamples
  * to the rate the caller asks for with libsamplerate, keeping the converter's state between
- * blocks. Nothing holds the whole file: memory stays the same for a minute or for ten hours.
+ * blocks. Nothing holds the whole file: memory stays the same for a minute or for ten hours
+ * (af_read_all is the exception, for short clips kept in memory).
  *
  *     char err[256];
  *     af_reader *r = af_open("talk.flac", 16000, AF_QUALITY_BEST, err, sizeof err);
@@ -53,5 +54,10 @@ double af_seconds_read(const af_reader *r);
 long long af_samples_out(const af_reader *r);
 
 void af_close(af_reader *r);
+
+/* The whole file at out_rate in one new array (*out, to free()), for the short clips that
+   benchmarks and the load test hold in memory. Returns the number of samples (0: the file has
+   none), or -1 with one sentence in err and nothing to free. */
+long af_read_all(const char *path, int out_rate, af_quality quality, float **out, char *err, size_t errlen);
 
 #endif
