@@ -18,27 +18,14 @@
  * greedy decoding.
  */
 #include "audio_file.h"
+#include "bench_timing.h"
 #include "earshot.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #define MAX_COUNTS 16
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static void usage(FILE *f)
 {
@@ -112,7 +99,7 @@ static int run(es_engine *e, int lookahead, const float *audio, size_t n, int B,
         }
         es_stream_end_audio(s[i]);
     }
-    double t0 = now();
+    double t0 = bench_now();
     for (;;) {
         int k = 0;
         for (int i = 0; i < B; i++)
@@ -120,7 +107,7 @@ static int run(es_engine *e, int lookahead, const float *audio, size_t n, int B,
                 ready[k++] = s[i];
         if (k == 0)
             break;
-        double a = now();
+        double a = bench_now();
         if (es_engine_step(e, ready, k, err, errlen) != 0)
             goto done;
         if (n_times == cap_times) {
@@ -132,13 +119,13 @@ static int run(es_engine *e, int lookahead, const float *audio, size_t n, int B,
             }
             times = p;
         }
-        times[n_times++] = now() - a;
+        times[n_times++] = bench_now() - a;
     }
-    double wall = now() - t0;
-    qsort(times, n_times, sizeof *times, cmp_double);
+    double wall = bench_now() - t0;
+    bench_sort(times, n_times);
     res->steps = (int)n_times;
-    res->p50_ms = n_times ? times[n_times / 2] * 1e3 : 0;
-    res->p99_ms = n_times ? times[(n_times * 99) / 100] * 1e3 : 0;
+    res->p50_ms = bench_quantile(times, n_times, 0.50) * 1e3;
+    res->p99_ms = bench_quantile(times, n_times, 0.99) * 1e3;
     res->audio_per_wall = wall > 0 ? B * seconds / wall : 0;
     rc = 0;
 done:

@@ -25,6 +25,7 @@
  * batch larger than what fits in memory is skipped with a note, not an error.
  * The encoder dominates a stream's cost; features and greedy decoding are not timed here.
  */
+#include "bench_timing.h"
 #include "earshot.h"
 #include "encoder.h"
 #include "model.h"
@@ -37,23 +38,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #define MAX_BATCHES 16
-
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
 
 static int cmp_int(const void *a, const void *b)
 {
@@ -187,14 +174,14 @@ static int fill_caches(bench_backend *k, int la, double max_s)
         return 1;
     }
 #ifdef EARSHOT_HAVE_CUDA
-    double t0 = now();
+    double t0 = bench_now();
     for (int i = 0; i < 1000; i++) {
         int len = 0;
         if (es_cuda_read_channel_len(k->gpu, k->B - 1, &len) != 0)
             return 0;
         if (len >= full)
             return 1;
-        if (now() - t0 > max_s || backend_step(k) != 0)
+        if (bench_now() - t0 > max_s || backend_step(k) != 0)
             return 0;
     }
 #endif
@@ -223,22 +210,20 @@ static timing time_steps(bench_backend *k, double seconds, int max_steps)
         t.failed = 1;
         return t;
     }
-    double start = now();
+    double start = bench_now();
     int n = 0;
-    while (n < max_steps && (n < 3 || now() - start < seconds)) {
-        double t0 = now();
+    while (n < max_steps && (n < 3 || bench_now() - start < seconds)) {
+        double t0 = bench_now();
         if (backend_step(k) != 0) {
             t.failed = 1;
             break;
         }
-        samples[n++] = now() - t0;
+        samples[n++] = bench_now() - t0;
     }
-    qsort(samples, (size_t)n, sizeof(double), cmp_double);
-    if (n > 0) {
-        t.p50 = samples[n / 2];
-        t.p90 = samples[(int)(0.90 * (n - 1) + 0.5)];
-        t.p99 = samples[(int)(0.99 * (n - 1) + 0.5)];
-    }
+    bench_sort(samples, (size_t)n);
+    t.p50 = bench_quantile(samples, (size_t)n, 0.50);
+    t.p90 = bench_quantile(samples, (size_t)n, 0.90);
+    t.p99 = bench_quantile(samples, (size_t)n, 0.99);
     t.steps = n;
     free(samples);
     return t;
