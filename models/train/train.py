@@ -427,17 +427,32 @@ def save_checkpoint(path, model, opt, sched, rng, pos, args, cfg, history):
 # Main
 # ---------------------------------------------------------------------------
 
+def save_tokenizer(artifacts, tok_dir, nemo_path):
+    """Writes a .nemo's tokenizer files (read_nemo's artifacts) into tok_dir, as tokenizer.py
+    names them. A folder that already holds a tokenizer.model is left as it is."""
+    import nemo_io
+    if os.path.exists(os.path.join(tok_dir, "tokenizer.model")):
+        return
+    if "model_path" not in artifacts:
+        raise SystemExit("--init-from %s: the archive holds no tokenizer.model; give --tokenizer" % nemo_path)
+    os.makedirs(tok_dir, exist_ok=True)
+    for key, (_, data) in artifacts.items():
+        with open(os.path.join(tok_dir, nemo_io.TOKENIZER_FILES[key]), "wb") as f:
+            f.write(data)
+
+
 def build_parser():
     ap = argparse.ArgumentParser(description="train a cache-aware streaming FastConformer CTC model")
     ap.add_argument("--train-manifest")
     ap.add_argument("--dev-manifest")
     ap.add_argument("--tokenizer", help="folder with tokenizer.model (made by tokenizer.py); "
-                    "made from the training texts when absent")
+                    "when absent: --init-from's own, else made from the training texts")
     ap.add_argument("--vocab-size", type=int, default=32,
                     help="SentencePiece BPE pieces (default 32: letters, apostrophe and a few word starts)")
     ap.add_argument("--out", required=True, help="run folder: last.pt, model.nemo, log")
     ap.add_argument("--resume", action="store_true", help="continue OUT/last.pt exactly")
-    ap.add_argument("--init-from", help="start from the weights of a .nemo with the same config")
+    ap.add_argument("--init-from", help="start from the weights of a .nemo with the same config "
+                    "(and its tokenizer, unless --tokenizer names one with the same pieces)")
     # model
     ap.add_argument("--model-kind", choices=["ctc", "hybrid"], default="ctc",
                     help="ctc: CTC head; hybrid: RNNT decoder + joint with CTC as auxiliary head")
@@ -512,15 +527,24 @@ def main(argv=None):
 
     tok_dir = args.tokenizer or os.path.join(args.out, "tokenizer")
     train_items = read_manifest(args.train_manifest, max_dur=args.max_duration, jobs=args.threads)
+    init = None  # (config, state dict) of --init-from
+    if args.init_from and not resume:
+        import nemo_io
+        init_cfg, init_sd, init_tok, _ = nemo_io.read_nemo(args.init_from)
+        init = (init_cfg, init_sd)
+        if not args.tokenizer:  # the weights' own tokenizer, not a new one trained on these texts
+            save_tokenizer(init_tok, tok_dir, args.init_from)
     if not os.path.exists(os.path.join(tok_dir, "tokenizer.model")):
         tokenizer_mod.train_tokenizer((it["text"] for it in train_items), tok_dir, args.vocab_size)
     args.tokenizer = tok_dir
     sp = tokenizer_mod.load(tok_dir)
     vocabulary = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
-    init = None  # (config, state dict) of --init-from
-    if args.init_from and not resume:
-        import nemo_io
-        init = nemo_io.read_nemo(args.init_from)[:2]
+    if init:
+        want = init[0].get("labels")  # the vocabulary, in CTC and hybrid configs alike
+        if want is not None and list(want) != vocabulary:
+            raise SystemExit("--tokenizer %s has other pieces than the model in %s (%d and %d pieces): its "
+                             "weights would read the wrong tokens; leave --tokenizer out to use the "
+                             ".nemo's own" % (tok_dir, args.init_from, len(vocabulary), len(want)))
     if not resume and not init and args.normalize == "fixed":
         args.feature_stats = measure_feature_stats(train_items, args.n_mels)
     cfg = resume["config"] if resume else make_config(args, vocabulary)

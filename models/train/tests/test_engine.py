@@ -306,6 +306,24 @@ def main(argv=None):
         sp = sentencepiece.SentencePieceProcessor()
         sp.LoadFromSerializedProto(tok_bytes)
 
+        # 3b. fine-tuning from the export takes the archive's own tokenizer; one with other
+        #     pieces is refused (the weights would read the wrong tokens)
+        rf = os.path.join(work, "run_finetune")
+        # (--vocab-size 36: a tokenizer trained anew from the texts would differ from the export's)
+        rc, out = run(base + ["--out", rf, "--max-steps", "1", "--init-from", nemo, "--vocab-size", "36"])
+        got_tok = os.path.join(rf, "tokenizer", "tokenizer.model")
+        same = rc == 0 and os.path.exists(got_tok) and open(got_tok, "rb").read() == tok_bytes
+        res.check(same, "--init-from without --tokenizer trains with the .nemo's own tokenizer",
+                  out.strip().splitlines()[-1] if out.strip() else "")
+        other = os.path.join(work, "tokenizer_other")
+        import tokenizer as tokenizer_mod
+        tokenizer_mod.train_tokenizer((it["text"] for it in train_mod.read_manifest(os.path.join(data, "train.json"))),
+                                      other, 36)
+        rc, out = run(base + ["--out", os.path.join(work, "run_mismatch"), "--max-steps", "1", "--init-from", nemo,
+                              "--tokenizer", other])
+        res.check(rc != 0 and "other pieces" in out, "--init-from with a tokenizer of other pieces is refused",
+                  out.strip().splitlines()[-1] if out.strip() else "")
+
         # 4. the trained model's outputs as a golden case; the C engine must reproduce them
         # training utterances: the model has learnt them, so its text is real words
         items = train_mod.read_manifest(os.path.join(data, "train.json"))[:3]
