@@ -433,6 +433,11 @@ def check_slow_readers(binary, model, pcm):
                                                                     extra={"endpointing_ms": 160})))
         t.start()
         peak = 0
+        # The server stops reading a session that is 20 s of audio ahead of the engine; under
+        # sanitizers on a busy machine catching up can take longer than the socket's 30 s. A
+        # send that timed out would leave half a frame behind, the server would wait for the
+        # rest, and too little would be written to call the client slow.
+        ws.sock.settimeout(300)
         try:
             for i in range(0, len(long_pcm), 32000):
                 ws.send_binary(long_pcm[i:i + 32000])
@@ -440,6 +445,7 @@ def check_slow_readers(binary, model, pcm):
                     peak = max(peak, metric(srv.port, "earshot_send_queue_bytes") or 0)
         except OSError:
             pass  # the server closed it
+        ws.sock.settimeout(30)
         for _ in range(1200):  # at most 2 minutes; a second or two without sanitizers
             peak = max(peak, metric(srv.port, "earshot_send_queue_bytes") or 0)
             if metric(srv.port, 'earshot_errors_total{code="slow_reader"}'):
@@ -467,9 +473,11 @@ def check_slow_readers(binary, model, pcm):
     try:
         _, ref, _ = stream(srv.port, pcm * 8, 80, "ctc", extra={"endpointing_ms": 160})
         ws = small_rcvbuf_ws(srv.port, start)
+        ws.sock.settimeout(300)  # as above: the server may pause reading while the engine catches up
         for i in range(0, len(pcm) * 8, 32000):
             ws.send_binary((pcm * 8)[i:i + 32000])
         ws.send_text({"type": "end"})
+        ws.sock.settimeout(30)
         time.sleep(3)
         msgs, code = collect(ws)
         n_ref = sum(m["type"] == "partial" for m in ref)
@@ -492,8 +500,8 @@ def check_lm(binary, model, pcm, lm, transcribe, audio, chunk_ms):
         srv.log.seek(0)
         named = "language model " + lm in srv.log.read()
         ready, msgs, code = stream(srv.port, pcm, chunk_ms, "ctc", extra={"interim_results": True})
-        # stripped like `want`, which is earshot-transcribe's output line: the search may end on
-        # a bare word-start piece, which reads as a trailing space in both
+        # stripped like `want`, which is earshot-transcribe's output line: a final cut at a pause
+        # mid-stream may end on a bare word-start piece, which reads as a trailing space
         got = finals_text(msgs).strip()
         check("--lm: the server names its LM, and a CTC session's text is earshot-transcribe --lm's",
               named and want and got == want and code == 1000, "got %r want %r close %r" % (got, want, code))
