@@ -448,9 +448,10 @@ static void search_frame(es_ctc_beam *b, const float *lp, int frame)
     for (int i = 0; i < b->n_hyps; i++) {
         const hyp *h = &b->hyps[i];
         float total = lse(h->pb, h->pnb);
+        int no_new_word = awaits_letters(b, h);
         for (int k = 0; k < K; k++) {
             int v = b->tokens[k];
-            if (b->starts_word[v] && awaits_letters(b, h))
+            if (no_new_word && b->starts_word[v])
                 continue;
             candidate *c = candidate_for(b, extend_hash(h->hash, v), i, v, frame);
             if (!c)
