@@ -10,7 +10,7 @@ sessions (batches > 1 in /metrics), end -> finals then close 1000, --max-session
 SIGTERM (finals, close 1000, exit 0); --backend cuda without a usable GPU exits 2 at once with the
 reason (with a GPU it serves and reports its memory), and /metrics' batch limit and device gauges. Prints "N passed, N failed" last; exits 1 on failure.
 """
-import argparse, base64, http.client, json, os, shutil, signal, socket, ssl, struct, subprocess, sys, tempfile
+import argparse, base64, contextlib, http.client, json, os, shutil, signal, socket, ssl, struct, subprocess, sys, tempfile
 import threading, time, wave
 
 # ---- a minimal WebSocket client (RFC 6455) ----
@@ -415,6 +415,20 @@ def check_gauges(port, modes):
           sorted(limits) == want and all(1 <= v <= 32 for v in limits.values()), limits)
 
 
+@contextlib.contextmanager
+def patient_sends(ws):
+    """Sends on ws wait up to 5 minutes instead of the socket's timeout. The server stops reading
+    a session that is 20 s of audio ahead of the engine; under sanitizers on a busy machine
+    catching up can take longer than 30 s. A send that timed out would leave half a frame behind,
+    the server would wait for the rest, and the audio after it would never be decoded."""
+    before = ws.sock.gettimeout()
+    ws.sock.settimeout(300)
+    try:
+        yield
+    finally:
+        ws.sock.settimeout(before)
+
+
 def check_slow_readers(binary, model, pcm):
     """Clients that stop reading, against servers with a 4 KB socket send buffer. The model is
     one whose random weights write a lot (ctc_tiny), so messages pile up within seconds."""
@@ -433,19 +447,14 @@ def check_slow_readers(binary, model, pcm):
                                                                     extra={"endpointing_ms": 160})))
         t.start()
         peak = 0
-        # The server stops reading a session that is 20 s of audio ahead of the engine; under
-        # sanitizers on a busy machine catching up can take longer than the socket's 30 s. A
-        # send that timed out would leave half a frame behind, the server would wait for the
-        # rest, and too little would be written to call the client slow.
-        ws.sock.settimeout(300)
         try:
-            for i in range(0, len(long_pcm), 32000):
-                ws.send_binary(long_pcm[i:i + 32000])
-                if i % (32000 * 20) == 0:
-                    peak = max(peak, metric(srv.port, "earshot_send_queue_bytes") or 0)
+            with patient_sends(ws):
+                for i in range(0, len(long_pcm), 32000):
+                    ws.send_binary(long_pcm[i:i + 32000])
+                    if i % (32000 * 20) == 0:
+                        peak = max(peak, metric(srv.port, "earshot_send_queue_bytes") or 0)
         except OSError:
             pass  # the server closed it
-        ws.sock.settimeout(30)
         for _ in range(1200):  # at most 2 minutes; a second or two without sanitizers
             peak = max(peak, metric(srv.port, "earshot_send_queue_bytes") or 0)
             if metric(srv.port, 'earshot_errors_total{code="slow_reader"}'):
@@ -473,11 +482,10 @@ def check_slow_readers(binary, model, pcm):
     try:
         _, ref, _ = stream(srv.port, pcm * 8, 80, "ctc", extra={"endpointing_ms": 160})
         ws = small_rcvbuf_ws(srv.port, start)
-        ws.sock.settimeout(300)  # as above: the server may pause reading while the engine catches up
-        for i in range(0, len(pcm) * 8, 32000):
-            ws.send_binary((pcm * 8)[i:i + 32000])
-        ws.send_text({"type": "end"})
-        ws.sock.settimeout(30)
+        with patient_sends(ws):
+            for i in range(0, len(pcm) * 8, 32000):
+                ws.send_binary((pcm * 8)[i:i + 32000])
+            ws.send_text({"type": "end"})
         time.sleep(3)
         msgs, code = collect(ws)
         n_ref = sum(m["type"] == "partial" for m in ref)
