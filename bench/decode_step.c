@@ -3,7 +3,7 @@
  * through es_engine_step with greedy CTC (the baseline) and with the LM's beam search, in one run.
  *
  *   earshot-bench-decode [--model PATH] [--lm FILE] [--audio FILE] [--streams 1,8,32]
- *                        [--threads N] [--chunk-ms N] [--seconds S]
+ *                        [--beams 64,128] [--threads N] [--chunk-ms N] [--seconds S]
  *
  * Defaults: the shipped model and the LM beside it, a 3 s sentence of the test data looped to
  * --seconds 20 per stream, the model's first latency mode, all cores. Each stream starts the
@@ -15,7 +15,8 @@
  * Prints a markdown table: per stream count and decoder, the step time p50 and p99, and the
  * streams' audio seconds per wall second of stepping, which is how many live streams of that
  * batch the machine keeps up with. The last column is what the LM's search costs on top of
- * greedy decoding.
+ * greedy decoding. With several --beams, each width is a row of its own, so the accuracy a wider
+ * beam buys (bench/lm_decode.sh) can be weighed against what it costs here.
  */
 #include "audio_file.h"
 #include "bench_timing.h"
@@ -26,6 +27,7 @@
 #include <string.h>
 
 #define MAX_COUNTS 16
+#define MAX_BEAMS 4
 
 static void usage(FILE *f)
 {
@@ -35,10 +37,28 @@ static void usage(FILE *f)
                "  --lm FILE         the LM (default: MODEL.arpa.gz beside the model)\n"
                "  --audio FILE      speech, looped to --seconds (default " EARSHOT_BENCH_AUDIO ")\n"
                "  --streams LIST    stream counts, comma-separated (default 1,8,32)\n"
+               "  --beams LIST      beam widths of the search, comma-separated, 1..1024 (default: the engine's, %d)\n"
                "  --threads N       compute threads, 0 = one per core (default 0)\n"
                "  --chunk-ms N      latency mode (default: the model's first)\n"
                "  --seconds S       audio per stream (default 20)\n"
-               "  --help            this text\n");
+               "  --help            this text\n",
+            es_engine_default_params().lm_beam);
+}
+
+/* A comma-separated list of up to max whole numbers in [lo, hi] into out; its length, or -1. */
+static int parse_list(const char *text, int lo, int hi, int *out, int max)
+{
+    int n = 0;
+    for (const char *p = text; *p;) {
+        char *end;
+        long c = strtol(p, &end, 10);
+        /* a comma must be followed by another number: "64," is a typo, not a list of one */
+        if (end == p || c < lo || c > hi || n == max || (*end && (*end != ',' || !end[1])))
+            return -1;
+        out[n++] = (int)c;
+        p = *end ? end + 1 : end;
+    }
+    return n > 0 ? n : -1;
 }
 
 /* The file's samples at rate, looped to n; NULL with err on failure. */
@@ -142,6 +162,7 @@ int main(int argc, char **argv)
     es_prefer_passive_threads(argv);
     const char *model = EARSHOT_DEFAULT_MODEL, *lm = NULL, *audio_path = EARSHOT_BENCH_AUDIO;
     int counts[MAX_COUNTS] = {1, 8, 32}, n_counts = 3, threads = 0, chunk_ms = -1;
+    int beams[MAX_BEAMS] = {es_engine_default_params().lm_beam}, n_beams = 1;
     double seconds = 20;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -168,16 +189,16 @@ int main(int argc, char **argv)
         else if (!strcmp(a, "--seconds") && (seconds = strtod(v, &end)) > 0 && !*end && seconds <= 3600)
             ;
         else if (!strcmp(a, "--streams")) {
-            n_counts = 0;
-            for (const char *p = v; *p;) {
-                long c = strtol(p, &end, 10);
-                if (end == p || c < 1 || c > 4096 || n_counts == MAX_COUNTS || (*end && *end != ',')) {
-                    fprintf(stderr, "earshot-bench-decode: --streams wants up to %d counts from 1 to 4096, not '%s'\n",
-                            MAX_COUNTS, v);
-                    return 2;
-                }
-                counts[n_counts++] = (int)c;
-                p = *end ? end + 1 : end;
+            if ((n_counts = parse_list(v, 1, 4096, counts, MAX_COUNTS)) < 0) {
+                fprintf(stderr, "earshot-bench-decode: --streams wants up to %d counts from 1 to 4096, not '%s'\n",
+                        MAX_COUNTS, v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--beams")) {
+            if ((n_beams = parse_list(v, 1, 1024, beams, MAX_BEAMS)) < 0) {
+                fprintf(stderr, "earshot-bench-decode: --beams wants up to %d widths from 1 to 1024, not '%s'\n",
+                        MAX_BEAMS, v);
+                return 2;
             }
         } else {
             fprintf(stderr, "earshot-bench-decode: bad option or value: %s %s (see --help)\n", a, v);
@@ -195,18 +216,24 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_counts; i++)
         max_b = counts[i] > max_b ? counts[i] : max_b;
 
+    /* engine 0 decodes greedily (the baseline); engine k > 0 searches with beams[k - 1] */
     char err[512];
-    es_engine *engines[2] = {0};
-    char names[2][48] = {"greedy CTC (baseline)", ""};
-    snprintf(names[1], sizeof names[1], "beam %d + LM", es_engine_default_params().lm_beam);
-    for (int k = 0; k < 2; k++) {
+    int n_engines = 1 + n_beams;
+    es_engine *engines[1 + MAX_BEAMS] = {0};
+    char names[1 + MAX_BEAMS][48] = {"greedy CTC (baseline)"};
+    for (int k = 0; k < n_engines; k++) {
         es_engine_params ep = es_engine_default_params();
         ep.max_streams = max_b;
         ep.n_threads = threads;
         ep.lm_path = k ? lm : NULL;
+        if (k) {
+            ep.lm_beam = beams[k - 1];
+            snprintf(names[k], sizeof names[k], "beam %d + LM", beams[k - 1]);
+        }
         if (!(engines[k] = es_engine_create(model, &ep, err, sizeof err))) {
             fprintf(stderr, "earshot-bench-decode: %s\n", err);
-            es_engine_free(engines[0]);
+            for (int j = 0; j < k; j++)
+                es_engine_free(engines[j]);
             return 3;
         }
     }
@@ -215,8 +242,8 @@ int main(int argc, char **argv)
     float *audio = load_looped(audio_path, rate, n, err, sizeof err);
     if (!audio) {
         fprintf(stderr, "earshot-bench-decode: %s: %s\n", audio_path, err);
-        es_engine_free(engines[0]);
-        es_engine_free(engines[1]);
+        for (int k = 0; k < n_engines; k++)
+            es_engine_free(engines[k]);
         return 1;
     }
     int la = chunk_ms > 0 ? es_engine_pick_lookahead(engines[0], chunk_ms) : 0;
@@ -229,23 +256,23 @@ int main(int argc, char **argv)
     printf("| ---: | --- | ---: | ---: | ---: | ---: | ---: |\n");
     int rc = 0;
     for (int c = 0; c < n_counts && rc == 0; c++) {
-        result r[2];
-        for (int k = 0; k < 2 && rc == 0; k++) {
+        result r[1 + MAX_BEAMS];
+        for (int k = 0; k < n_engines && rc == 0; k++) {
             if (run(engines[k], la, audio, n, counts[c], seconds, &r[k], err, sizeof err) != 0) {
                 fprintf(stderr, "earshot-bench-decode: %s\n", err);
                 rc = 1;
                 break;
             }
             char cost[32] = "";
-            if (k == 1)
-                snprintf(cost, sizeof cost, "%+.0f %%", 100.0 * (r[0].audio_per_wall / r[1].audio_per_wall - 1));
+            if (k > 0)
+                snprintf(cost, sizeof cost, "%+.0f %%", 100.0 * (r[0].audio_per_wall / r[k].audio_per_wall - 1));
             printf("| %d | %s | %d | %.2f ms | %.2f ms | %.1f | %s |\n", counts[c], names[k], r[k].steps, r[k].p50_ms,
                    r[k].p99_ms, r[k].audio_per_wall, cost);
             fflush(stdout);
         }
     }
     free(audio);
-    es_engine_free(engines[0]);
-    es_engine_free(engines[1]);
+    for (int k = 0; k < n_engines; k++)
+        es_engine_free(engines[k]);
     return rc;
 }

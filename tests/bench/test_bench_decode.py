@@ -4,8 +4,9 @@
 Usage: test_bench_decode.py --bench BIN --no-lm-model MODEL
 
 Checks that each stream count gives a greedy row and an LM row whose figures are sane and agree
-(the same audio takes the same number of steps whichever the decoder), and that bad input is
-refused with its reason: a bad --streams, a missing audio file, a model with no LM beside it.
+(the same audio takes the same number of steps whichever the decoder), that --beams gives a row
+per width, and that bad input is
+refused with its reason: a bad --streams or --beams, a missing audio file, a model with no LM beside it.
 Prints "N passed, N failed" last; exits 1 on failure.
 """
 import argparse, os, re, subprocess, sys
@@ -44,8 +45,20 @@ def main():
         check("the LM rows say what the search costs", all(re.match(r"^[+-]\d+ %$", x[6]) for x in (got[1], got[3])),
               got)
 
+    # several widths: a row per width, in the order given, each timed on the same steps
+    r = subprocess.run([a.bench, "--streams", "2", "--seconds", "2", "--threads", "2", "--beams", "8,32"],
+                       capture_output=True, text=True, timeout=240)
+    got = rows(r.stdout)
+    check("--beams 8,32: exit 0, greedy then beam 8 then beam 32",
+          r.returncode == 0 and [x[1] for x in got] == ["greedy CTC (baseline)", "beam 8 + LM", "beam 32 + LM"],
+          (r.returncode, r.stdout, r.stderr[-400:]))
+    check("--beams 8,32: the same steps for every decoder", len({x[2] for x in got}) == 1, got)
+
     r = subprocess.run([a.bench, "--streams", "0"], capture_output=True, text=True, timeout=60)
     check("--streams 0: exit 2 with the reason", r.returncode == 2 and "--streams" in r.stderr, r.stderr)
+    for bad in ("0", "64,", "8,16,32,64,128", "2000"):
+        r = subprocess.run([a.bench, "--beams", bad], capture_output=True, text=True, timeout=60)
+        check("--beams %s: exit 2 with the reason" % bad, r.returncode == 2 and "--beams" in r.stderr, r.stderr)
     r = subprocess.run([a.bench, "--streams", "1", "--seconds", "1", "--audio", "/nonexistent/a.wav"],
                        capture_output=True, text=True, timeout=60)
     check("a missing audio file: exit 1, the file named", r.returncode == 1 and "/nonexistent/a.wav" in r.stderr,
