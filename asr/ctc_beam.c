@@ -110,7 +110,7 @@ static uint64_t extend_hash(uint64_t h, int token)
 
 es_beam_params es_beam_default_params(void)
 {
-    es_beam_params p = {.beam = 64, .lm_weight = 0.6f, .word_bonus = 0.5f, .silence_frames = 8,
+    es_beam_params p = {.beam = 128, .lm_weight = 0.6f, .word_bonus = 0.5f, .silence_frames = 8,
                         .max_delay_frames = 50};
     return p;
 }
