@@ -154,6 +154,19 @@ static void enqueue(session *s, char *json, int partial, int final)
     lws_callback_on_writable(s->wsi);
 }
 
+/* Reads the client's socket again after post_audio throttled it. This mostly runs outside the
+   session's own callbacks (results arrive on the service thread's wake-up callback), and lws's
+   header asks for LWS_RXFLOW_REASON_FLAG_PROCESS_NOW there: otherwise the change may wait for
+   the connection's next event, which a client that only sends and never reads does not give
+   while its reading is off, and both sides would wait on each other. */
+static void resume_reading(session *s)
+{
+    if (!s->throttled)
+        return;
+    s->throttled = 0;
+    lws_rx_flow_control(s->wsi, 1 | LWS_RXFLOW_REASON_FLAG_PROCESS_NOW);
+}
+
 /* Sends an error as the last message, then closes with its close code. */
 static void fail(session *s, error_code code, const char *why)
 {
@@ -164,10 +177,7 @@ static void fail(session *s, error_code code, const char *why)
     enqueue(s, protocol_error(code, why), 0, 0);
     s->state = S_CLOSING;
     s->close_code = error_close_code(code);
-    if (s->throttled) {
-        s->throttled = 0;
-        lws_rx_flow_control(s->wsi, 1);
-    }
+    resume_reading(s);
 }
 
 static void close_normally(session *s)
@@ -355,10 +365,8 @@ static void deliver(session *s, out_msg *m)
 {
     if (m->kind == OUT_PROGRESS || m->kind == OUT_DONE) {
         s->done_s = m->audio_done_s;
-        if (s->throttled && s->posted_s - s->done_s < BACKLOG_LOW_S) {
-            s->throttled = 0;
-            lws_rx_flow_control(s->wsi, 1);
-        }
+        if (s->posted_s - s->done_s < BACKLOG_LOW_S)
+            resume_reading(s);
     }
     if (s->state == S_CLOSING)
         return;
