@@ -5,8 +5,8 @@ Usage: test_bench_decode.py --bench BIN --no-lm-model MODEL
 
 Checks that each stream count gives a greedy row and an LM row whose figures are sane and agree
 (the same audio takes the same number of steps whichever the decoder), that --beams gives a row
-per width, and that bad input is
-refused with its reason: a bad --streams or --beams, a missing audio file, a model with no LM beside it.
+per width, and that bad input is refused with its reason: a bad --streams or --beams, a missing
+audio file, a model with no LM beside it.
 Prints "N passed, N failed" last; exits 1 on failure.
 """
 import argparse, os, re, subprocess, sys

@@ -480,11 +480,12 @@ def check_slow_readers(binary, model, pcm):
     # that waited behind newer ones were dropped.
     srv = Server(binary, model, "--socket-sndbuf-kb", "4")
     try:
-        _, ref, _ = stream(srv.port, pcm * 8, 80, "ctc", extra={"endpointing_ms": 160})
+        late_pcm = pcm * 8
+        _, ref, _ = stream(srv.port, late_pcm, 80, "ctc", extra={"endpointing_ms": 160})
         ws = small_rcvbuf_ws(srv.port, start)
         with patient_sends(ws):
-            for i in range(0, len(pcm) * 8, 32000):
-                ws.send_binary((pcm * 8)[i:i + 32000])
+            for i in range(0, len(late_pcm), 32000):
+                ws.send_binary(late_pcm[i:i + 32000])
             ws.send_text({"type": "end"})
         time.sleep(3)
         msgs, code = collect(ws)
