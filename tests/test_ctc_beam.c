@@ -1,15 +1,18 @@
 /*
  * test_ctc_beam - the ARPA language model (asr/lm.c) and the CTC beam search (asr/ctc_beam.c).
  *
- *   test_ctc_beam BUILT_ARPA TMPDIR [GOLDEN_DIR MODELS_DIR]
+ *   test_ctc_beam BUILT_ARPA LEXICON_ARPA TMPDIR [GOLDEN_DIR MODELS_DIR]
  *
  * BUILT_ARPA is an LM that models/train/build_lm.py made from tests/data/lm_sentences.txt;
+ * LEXICON_ARPA the same with tests/data/lm_lexicon.txt's words added (--lexicon);
  * TMPDIR is a scratch folder for hand-written files. Checked:
  *   - a hand-written ARPA: stored n-grams, back-off through one and two orders, unknown words,
  *     long contexts, and the vocabulary trie, against values worked out by hand;
  *   - malformed files (truncated, inconsistent counts, unknown words, bad numbers, too high an
  *     order, corrupt gzip) are refused with a message that names the problem;
- *   - the built LM is a proper distribution: for every context, P(w | context) sums to 1;
+ *   - the built LM is a proper distribution: for every context, P(w | context) sums to 1, with
+ *     and without a lexicon; a lexicon word the text never used is a known word, and the search
+ *     writes it where without the lexicon it writes the nearest word the text had;
  *   - without an LM and with a beam wider than the prefixes can be, the search finds exactly
  *     the labelling a brute-force sum over all alignments finds most probable;
  *   - the result does not depend on how the frames are cut into chunks; settled tokens only
@@ -171,7 +174,7 @@ static void test_bad_lm(void)
 /* The built LM must be a distribution over the next word for any context. */
 static void test_built_lm(const char *path)
 {
-    printf("LM built by build_lm.py\n");
+    printf("LM built by build_lm.py: %s\n", path);
     char err[512] = "";
     es_lm *lm = es_lm_load(path, err, sizeof err);
     CHECK(lm != NULL, "load %s: %s", path, err);
@@ -511,6 +514,53 @@ static void test_lm_decides(void)
     es_lm_free(lm);
 }
 
+/* Words of a lexicon (build_lm.py --lexicon) the text never used: "hats" and "birds" are there,
+   "e-mail" and "Asunción" are not words of letters, "two words" is not one word. */
+static void test_lexicon_lm(const char *plain_path, const char *lexicon_path)
+{
+    printf("LM built with a lexicon\n");
+    char err[512] = "";
+    es_lm *plain = es_lm_load(plain_path, err, sizeof err), *lex = es_lm_load(lexicon_path, err, sizeof err);
+    CHECK(plain && lex, "load: %s", err);
+    if (!plain || !lex) {
+        es_lm_free(plain);
+        es_lm_free(lex);
+        return;
+    }
+    const char *added[] = {"hats", "birds", "zebra's"}, *not_added[] = {"e-mail", "email", "asunción", "two"};
+    for (size_t i = 0; i < sizeof added / sizeof added[0]; i++) {
+        int w = es_lm_word(lex, added[i], strlen(added[i]));
+        CHECK(es_lm_word(plain, added[i], strlen(added[i])) == es_lm_unk(plain) && w != es_lm_unk(lex),
+              "\"%s\" is known only with the lexicon", added[i]);
+    }
+    for (size_t i = 0; i < sizeof not_added / sizeof not_added[0]; i++)
+        CHECK(es_lm_word(lex, not_added[i], strlen(not_added[i])) == es_lm_unk(lex), "\"%s\" is not added",
+              not_added[i]);
+    CHECK(es_lm_words(lex) == es_lm_words(plain) + 3, "%d words with the lexicon, %d without", es_lm_words(lex),
+          es_lm_words(plain));
+    /* built with --lexicon-weight 0.5: half the unseen <unk>'s share of the 1-grams' leftover */
+    int hats = es_lm_word(lex, "hats", 4);
+    double ratio = exp(es_lm_score(lex, NULL, 0, hats) - es_lm_score(lex, NULL, 0, es_lm_unk(lex)));
+    CHECK(fabs(ratio - 0.5) < 1e-3, "P(hats) / P(<unk>) = %.4f, want 0.5", ratio);
+
+    /* letters: "▁the▁hat" then a clear "s" over two frames. Without the lexicon "hats" is an
+       unknown word and pays ln P(<unk>) plus a price per letter, more than the "s" is worth;
+       with the lexicon it pays what a rare word pays, and the audio wins. */
+    const char *letters[] = {"\xE2\x96\x81", "t", "h", "e", "a", "s"};
+    es_model m = fake_model(letters, 6);
+    const float spec[][4] = {{0, 0.9f, -1, 0}, {1, 0.9f, -1, 0}, {2, 0.9f, -1, 0}, {3, 0.9f, -1, 0}, {0, 0.9f, -1, 0},
+                             {2, 0.9f, -1, 0}, {4, 0.9f, -1, 0}, {1, 0.9f, -1, 0}, {5, 0.95f, -1, 0}, {5, 0.95f, -1, 0}};
+    float lp[10 * 7];
+    frames_from(lp, 7, spec, 10);
+    char *without = decode_text(&m, plain, 1.0f, lp, 10), *with = decode_text(&m, lex, 1.0f, lp, 10);
+    CHECK(without && !strcmp(without, "the hat"), "without the lexicon: \"%s\", want \"the hat\"", without ? without : "");
+    CHECK(with && !strcmp(with, "the hats"), "with the lexicon: \"%s\", want \"the hats\"", with ? with : "");
+    free(without);
+    free(with);
+    es_lm_free(plain);
+    es_lm_free(lex);
+}
+
 static void test_bad_params(void)
 {
     printf("search parameters\n");
@@ -670,20 +720,22 @@ static void test_engine(const char *golden, const char *models, const char *lm_p
 
 int main(int argc, char **argv)
 {
-    if (argc != 3 && argc != 5) {
-        fprintf(stderr, "usage: test_ctc_beam BUILT_ARPA TMPDIR [GOLDEN_DIR MODELS_DIR]\n");
+    if (argc != 4 && argc != 6) {
+        fprintf(stderr, "usage: test_ctc_beam BUILT_ARPA LEXICON_ARPA TMPDIR [GOLDEN_DIR MODELS_DIR]\n");
         return 2;
     }
-    tmpdir = argv[2];
+    tmpdir = argv[3];
     test_hand_lm();
     test_bad_lm();
     test_built_lm(argv[1]);
+    test_built_lm(argv[2]);
+    test_lexicon_lm(argv[1], argv[2]);
     test_exact_search();
     test_streaming(argv[1]);
     test_lm_decides();
     test_bad_params();
-    if (argc == 5)
-        test_engine(argv[3], argv[4], argv[1]);
+    if (argc == 6)
+        test_engine(argv[4], argv[5], argv[1]);
     printf("%d passed, %d failed\n", passed, failed);
     return failed ? 1 : 0;
 }

@@ -8,6 +8,13 @@
 # stored n-gram carries its interpolated probability, each context the weight its leftover
 # mass gives the next lower order. <unk> gets the leftover of the 1-grams spread uniformly.
 #
+# A lexicon (--lexicon, a word list such as Debian's /usr/share/dict/american-english) adds
+# words the text never used. They share that same leftover of the 1-grams, each with
+# --lexicon-weight times a seen word's share, so the model stays a distribution. Why: the
+# search spells an unknown word letter by letter at a high price, so an inflection the text
+# lacks ("reddened" where it had "redden") is almost never written; as a lexicon word it costs
+# about what a word seen once costs.
+#
 # Text: by default the training split of make_data.py's sentences (the Debian texts it reads,
 # split by the same hash), so the LM never sees a dev or test sentence. Or any text files:
 # one sentence per line, lower-cased and stripped of punctuation like the references.
@@ -57,6 +64,20 @@ def text_sentences(paths):
     return out
 
 
+def lexicon_words(paths):
+    """The words of word-list files, one per line, lower-cased. A line that is not one word
+    of letters and inner apostrophes (\"Asunción\", \"e-mail\", a phrase) is skipped rather than
+    split, since its parts are not words of their own."""
+    words = set()
+    for path in paths:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                w = line.strip().lower()
+                if re.fullmatch(r"[a-z]+('[a-z]+)*", w):
+                    words.add(w)
+    return words
+
+
 def count_ngrams(sentences, order):
     """Raw counts per order: counts[n][tuple] for n = 1..order."""
     counts = [None] + [collections.Counter() for _ in range(order)]
@@ -95,11 +116,15 @@ def discount(adj_n):
     return min(max(d, 0.1), 0.95)
 
 
-def build(sentences, order):
-    """{n: {ngram: (log10 prob, log10 backoff or None)}}"""
+def build(sentences, order, lexicon=(), lexicon_weight=1.0):
+    """(prob, gamma): prob[n][ngram] is the interpolated probability, gamma[n][context] the
+    weight of the next lower order. The 1-grams' leftover is spread over the vocabulary: one
+    share for each seen word and <unk>, lexicon_weight shares for each lexicon word unseen."""
     counts = count_ngrams(sentences, order)
     adj = adjusted_counts(counts, order)
-    vocab = sorted({g[0] for g in adj[1]} | {UNK})
+    seen = {g[0] for g in adj[1]} | {UNK}
+    extra = sorted(set(lexicon) - seen)
+    shares = len(seen) + lexicon_weight * len(extra)
     prob = [None] + [{} for _ in range(order)]
     gamma = [None] + [{} for _ in range(order)]  # gamma[n][context of n-1 words]
 
@@ -116,23 +141,25 @@ def build(sentences, order):
             h = g[:-1]
             p = max(c - d, 0.0) / total[h]
             if n == 1:
-                p += gamma[1][()] / len(vocab)
+                p += gamma[1][()] / shares
             else:
-                p += gamma[n][h] * lower_prob(prob, gamma, g[1:], len(vocab))
+                p += gamma[n][h] * lower_prob(prob, gamma, g[1:], shares)
             prob[n][g] = p
         if n == 1:
-            prob[1][(UNK,)] = prob[1].get((UNK,), 0.0) + (0.0 if (UNK,) in adj[1] else gamma[1][()] / len(vocab))
+            prob[1][(UNK,)] = prob[1].get((UNK,), 0.0) + (0.0 if (UNK,) in adj[1] else gamma[1][()] / shares)
+            for w in extra:
+                prob[1][(w,)] = gamma[1][()] * lexicon_weight / shares
     return prob, gamma
 
 
-def lower_prob(prob, gamma, g, V):
+def lower_prob(prob, gamma, g, shares):
     """P(g[-1] | g[:-1]) of the interpolated model of order len(g)."""
     n = len(g)
     if g in prob[n]:
         return prob[n][g]
     if n == 1:
-        return gamma[1][()] / V
-    return gamma[n].get(g[:-1], 1.0) * lower_prob(prob, gamma, g[1:], V)
+        return gamma[1][()] / shares
+    return gamma[n].get(g[:-1], 1.0) * lower_prob(prob, gamma, g[1:], shares)
 
 
 def prune(prob, order, min_count, counts):
@@ -181,15 +208,34 @@ def main(argv=None):
                     help="plain-text files, one sentence per line (default: make_data.py's training split)")
     ap.add_argument("--prune", type=int, default=1,
                     help="drop highest-order n-grams seen fewer than this many times (default 1: keep all)")
+    ap.add_argument("--lexicon", nargs="*", default=[],
+                    help="word lists (one word per line) whose words join the vocabulary even if the text "
+                         "never uses them, e.g. /usr/share/dict/american-english")
+    ap.add_argument("--lexicon-weight", type=float, default=1.0,
+                    help="a lexicon word's share of the 1-grams' leftover probability, against a seen "
+                         "word's (default 1)")
     a = ap.parse_args(argv)
     if not 1 <= a.order <= 6:
         ap.error("--order must be between 1 and 6")
+    if not a.lexicon_weight > 0.0:
+        ap.error("--lexicon-weight must be positive")
+    try:
+        lexicon = lexicon_words(a.lexicon)
+    except OSError as e:
+        print("build_lm: cannot read the lexicon: %s" % e, file=sys.stderr)
+        return 1
+    if a.lexicon and not lexicon:
+        print("build_lm: the lexicon holds no words (one word of letters per line)", file=sys.stderr)
+        return 1
     sentences = text_sentences(a.text) if a.text else make_data_sentences()
     if not sentences:
         print("build_lm: no sentences in the text", file=sys.stderr)
         return 1
     print("build_lm: %d sentences, %d words" % (len(sentences), sum(len(s) for s in sentences)), flush=True)
-    prob, gamma = build(sentences, a.order)
+    prob, gamma = build(sentences, a.order, lexicon, a.lexicon_weight)
+    if lexicon:
+        used = {w for words in sentences for w in words}
+        print("build_lm: the lexicon adds %d words the text does not use" % len(lexicon - used - {UNK}), flush=True)
     prune(prob, a.order, a.prune, count_ngrams(sentences, a.order) if a.prune > 1 else None)
     write_arpa(a.out, prob, gamma, a.order)
     print("build_lm: wrote %s: %s" % (a.out, ", ".join("%d-grams %d" % (n, len(prob[n])) for n in range(1, a.order + 1))))
