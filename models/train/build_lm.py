@@ -65,16 +65,13 @@ def text_sentences(paths):
 
 
 def lexicon_words(paths):
-    """The words of word-list files, one per line, lower-cased. A line that is not one word
-    of letters and inner apostrophes (\"Asunción\", \"e-mail\", a phrase) is skipped rather than
-    split, since its parts are not words of their own."""
+    """The words of word-list files (lexicon.py's rule: one word of letters per line, lower-cased;
+    other lines are skipped)."""
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    import lexicon
     words = set()
     for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                w = line.strip().lower()
-                if re.fullmatch(r"[a-z]+('[a-z]+)*", w):
-                    words.add(w)
+        words |= lexicon.plain_words(path)
     return words
 
 
@@ -235,7 +232,7 @@ def main(argv=None):
     prob, gamma = build(sentences, a.order, lexicon, a.lexicon_weight)
     if lexicon:
         used = {w for words in sentences for w in words}
-        print("build_lm: the lexicon adds %d words the text does not use" % len(lexicon - used - {UNK}), flush=True)
+        print("build_lm: the lexicon adds %d words the text does not use" % len(lexicon - used), flush=True)
     prune(prob, a.order, a.prune, count_ngrams(sentences, a.order) if a.prune > 1 else None)
     write_arpa(a.out, prob, gamma, a.order)
     print("build_lm: wrote %s: %s" % (a.out, ", ".join("%d-grams %d" % (n, len(prob[n])) for n in range(1, a.order + 1))))

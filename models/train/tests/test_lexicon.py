@@ -11,7 +11,7 @@
 #     of its nouns and verbs, but no verb forms of nouns;
 #   - build_lm.py --lexicon: a lexicon word the text never used gets exactly --lexicon-weight
 #     times <unk>'s probability, words the text used keep theirs up to the leftover's new
-#     spread, and the 1-grams still sum to 1; a bad weight or an empty lexicon is refused.
+#     spread, and the 1-grams still sum to 1; a bad weight, an empty or a missing lexicon is refused.
 # Plain script: prints one line per check, then "N passed, N failed"; exits 1 on any failure.
 #
 #   python3 models/train/tests/test_lexicon.py
@@ -149,6 +149,9 @@ def test_build_lm(tmp):
     write(empty, "two words\n\n")
     r, _ = build_lm(tmp, "bad.arpa", "--lexicon", empty)
     check(r.returncode == 1 and "holds no words" in r.stderr, "a lexicon without words refused: %s" % r.stderr.strip())
+    r, _ = build_lm(tmp, "bad.arpa", "--lexicon", os.path.join(tmp, "no-such-list"))
+    check(r.returncode == 1 and "cannot read the lexicon" in r.stderr and "no-such-list" in r.stderr,
+          "a missing lexicon named: %s" % r.stderr.strip())
 
 
 def main():
