@@ -448,6 +448,15 @@ static char *decode_text(es_model *m, const es_lm *lm, float weight, const float
     return text;
 }
 
+/* Checks that the search, given these frames, writes `want`. */
+static void check_decodes(es_model *m, const es_lm *lm, float weight, const float *lp, int T, const char *want,
+                          const char *what)
+{
+    char *text = decode_text(m, lm, weight, lp, T);
+    CHECK(text && !strcmp(text, want), "%s: \"%s\", want \"%s\"", what, text ? text : "", want);
+    free(text);
+}
+
 static void test_lm_decides(void)
 {
     printf("the LM changes what it should\n");
@@ -462,11 +471,8 @@ static void test_lm_decides(void)
     const float spec[][4] = {{0, 0.9f, -1, 0}, {-1, 0, -1, 0}, {2, 0.5f, 1, 0.4f}, {-1, 0, -1, 0}};
     float lp[4 * 4];
     frames_from(lp, 4, spec, 4);
-    char *plain = decode_text(&m, lm, 0.0f, lp, 4), *with = decode_text(&m, lm, 1.0f, lp, 4);
-    CHECK(plain && !strcmp(plain, "the hat"), "weight 0: \"%s\", want \"the hat\"", plain ? plain : "");
-    CHECK(with && !strcmp(with, "the cat"), "weight 1: \"%s\", want \"the cat\"", with ? with : "");
-    free(plain);
-    free(with);
+    check_decodes(&m, lm, 0.0f, lp, 4, "the hat", "weight 0");
+    check_decodes(&m, lm, 1.0f, lp, 4, "the cat", "weight 1");
 
     /* letters and a separate space piece: greedy drops the weak second space and glues
        "the" to "cat"; the LM knows "thecat" is no word and keeps the space */
@@ -476,12 +482,8 @@ static void test_lm_decides(void)
                               {0, 0.3f, -1, 0}, {4, 0.9f, -1, 0}, {5, 0.9f, -1, 0}, {1, 0.9f, -1, 0}};
     float lp2[8 * 7];
     frames_from(lp2, 7, spec2, 8);
-    plain = decode_text(&ml, lm, 0.0f, lp2, 8);
-    with = decode_text(&ml, lm, 1.0f, lp2, 8);
-    CHECK(plain && !strcmp(plain, "thecat"), "weight 0: \"%s\", want \"thecat\"", plain ? plain : "");
-    CHECK(with && !strcmp(with, "the cat"), "weight 1: \"%s\", want \"the cat\"", with ? with : "");
-    free(plain);
-    free(with);
+    check_decodes(&ml, lm, 0.0f, lp2, 8, "thecat", "weight 0");
+    check_decodes(&ml, lm, 1.0f, lp2, 8, "the cat", "weight 1");
 
     /* bare word-start pieces the acoustics like where no letters follow: twice between "the" and
        "cat" (a blank between), once at the end, once before a pause. The LM cannot charge for
@@ -491,12 +493,8 @@ static void test_lm_decides(void)
                               {5, 0.9f, -1, 0}, {1, 0.9f, -1, 0}, {0, 0.9f, -1, 0}};
     float lp3[11 * 7];
     frames_from(lp3, 7, spec3, 11);
-    for (int weight = 0; weight <= 1; weight++) {
-        char *text = decode_text(&ml, lm, (float)weight, lp3, 11);
-        CHECK(text && !strcmp(text, "the cat"), "weight %d, spaces the acoustics repeat: \"%s\", want \"the cat\"",
-              weight, text ? text : "");
-        free(text);
-    }
+    check_decodes(&ml, lm, 0.0f, lp3, 11, "the cat", "weight 0, spaces the acoustics repeat");
+    check_decodes(&ml, lm, 1.0f, lp3, 11, "the cat", "weight 1, spaces the acoustics repeat");
     enum { PAUSE_T = 5 + 12 + 4 };
     float lp4[PAUSE_T * 7];
     float spec4[PAUSE_T][4];
@@ -508,9 +506,7 @@ static void test_lm_decides(void)
     for (int i = 0; i < 4; i++)
         spec4[17 + i][0] = (float)after[i], spec4[17 + i][1] = 0.9f;
     frames_from(lp4, 7, (const float(*)[4])spec4, PAUSE_T);
-    char *text = decode_text(&ml, lm, 1.0f, lp4, PAUSE_T);
-    CHECK(text && !strcmp(text, "the cat"), "a space before a pause: \"%s\", want \"the cat\"", text ? text : "");
-    free(text);
+    check_decodes(&ml, lm, 1.0f, lp4, PAUSE_T, "the cat", "a space before a pause");
     es_lm_free(lm);
 }
 
@@ -552,11 +548,8 @@ static void test_lexicon_lm(const char *plain_path, const char *lexicon_path)
                              {2, 0.9f, -1, 0}, {4, 0.9f, -1, 0}, {1, 0.9f, -1, 0}, {5, 0.95f, -1, 0}, {5, 0.95f, -1, 0}};
     float lp[10 * 7];
     frames_from(lp, 7, spec, 10);
-    char *without = decode_text(&m, plain, 1.0f, lp, 10), *with = decode_text(&m, lex, 1.0f, lp, 10);
-    CHECK(without && !strcmp(without, "the hat"), "without the lexicon: \"%s\", want \"the hat\"", without ? without : "");
-    CHECK(with && !strcmp(with, "the hats"), "with the lexicon: \"%s\", want \"the hats\"", with ? with : "");
-    free(without);
-    free(with);
+    check_decodes(&m, plain, 1.0f, lp, 10, "the hat", "without the lexicon");
+    check_decodes(&m, lex, 1.0f, lp, 10, "the hats", "with the lexicon");
     es_lm_free(plain);
     es_lm_free(lex);
 }
