@@ -60,6 +60,7 @@ typedef struct {
     int n_ctx;              /* language-model context: the last words, oldest first */
     int word_len;           /* bytes of the word in progress (0: none) */
     int node;               /* its node in the LM's trie; -1 once it cannot be a known word */
+    float unk_lm;           /* ln P_lm(<unk> | ctx), NAN until first needed */
     int n_tail;
     es_token *tail;         /* tokens not yet settled, tail_cap of room */
 } hyp;
@@ -68,8 +69,15 @@ typedef struct {
 typedef struct {
     int parent, token;
     hyp state;   /* the prefix after the token (its tail is the parent's: copied when kept) */
-    float score; /* set just before ranking */
+    size_t slot; /* its slot in the hash table, cleared before the next frame */
 } candidate;
+
+/* A candidate's place in the ranking: by score, best first; ties go to the earlier candidate,
+   so the search is deterministic. */
+typedef struct {
+    float score;
+    int index;
+} ranked;
 
 struct es_ctc_beam {
     const es_lm *lm;
@@ -86,7 +94,7 @@ struct es_ctc_beam {
     int n_cands, cands_cap;
     int *table;                 /* candidate index + 1 by hash, table_mask + 1 slots */
     size_t table_mask;
-    int *order;                 /* candidates ranked */
+    ranked *order;              /* candidates ranked */
     int *tokens;                /* this frame's tokens worth trying */
     int *ref_ids;               /* keep_agreeing's copy of the reference tokens */
     es_token *settled;          /* what the last call settled */
@@ -143,6 +151,7 @@ static void reset_hyp(es_ctc_beam *b, hyp *h)
     h->pnb = NEG_INF;
     h->last = -1;
     h->last_frame = -1;
+    h->unk_lm = NAN;
     if (b->lm) {
         h->ctx[0] = es_lm_bos(b->lm);
         h->n_ctx = 1;
@@ -231,10 +240,21 @@ static void end_word(const es_ctc_beam *b, hyp *h)
             h->n_ctx = keep - 1;
         }
         h->ctx[h->n_ctx++] = id;
+        h->unk_lm = NAN;
     }
     h->n_words++;
     h->word_len = 0;
     h->node = 0;
+}
+
+/* ln P_lm(<unk> | h's context), looked up once per context: hypotheses inherit it from the
+   hypothesis they extend. Charging a letter that leaves the vocabulary needs it, and nearly every
+   unlikely letter a frame offers does; looking it up anew each time was a third of the search. */
+static float unk_score(const es_ctc_beam *b, hyp *h)
+{
+    if (isnan(h->unk_lm))
+        h->unk_lm = es_lm_score(b->lm, h->ctx, h->n_ctx, es_lm_unk(b->lm));
+    return h->unk_lm;
 }
 
 /* Spells one more byte of h's word. */
@@ -249,7 +269,7 @@ static void add_letter(const es_ctc_beam *b, hyp *h, unsigned char c)
     }
     h->node = es_lm_trie_next(b->lm, h->node, c);
     if (h->node < 0) /* no known word starts like this: charge it as unknown, now */
-        h->lm += es_lm_score(b->lm, h->ctx, h->n_ctx, es_lm_unk(b->lm)) + OOV_LETTER * (float)h->word_len;
+        h->lm += unk_score(b, h) + OOV_LETTER * (float)h->word_len;
 }
 
 /* h extended by token v (everything but the tail and the probabilities). */
@@ -302,6 +322,7 @@ static candidate *candidate_for(es_ctc_beam *b, uint64_t hash, int parent, int t
     candidate *c = &b->cands[b->n_cands];
     c->parent = parent;
     c->token = token;
+    c->slot = i;
     c->state = b->hyps[parent];
     c->state.hash = hash;
     c->state.pb = c->state.pnb = NEG_INF;
@@ -311,23 +332,61 @@ static candidate *candidate_for(es_ctc_beam *b, uint64_t hash, int parent, int t
     return c;
 }
 
-/* Ranks the candidates into b->order, best first, keeping the top `beam` (ties: the earlier
-   candidate first, so the search is deterministic). Returns how many were kept. */
+/* a ranks before b */
+static int ranks_before(ranked a, ranked b)
+{
+    return a.score > b.score || (a.score == b.score && a.index < b.index);
+}
+
+static int compare_ranked(const void *x, const void *y)
+{
+    ranked a = *(const ranked *)x, b = *(const ranked *)y;
+    return ranks_before(a, b) ? -1 : ranks_before(b, a);
+}
+
+/* Moves the k best of r[0..n) to the front, in no particular order (Hoare's selection). */
+static void select_best(ranked *r, int n, int k)
+{
+    int lo = 0, hi = n - 1;
+    while (lo < hi) {
+        ranked pivot = r[lo + (hi - lo) / 2];
+        int i = lo, j = hi;
+        while (i <= j) {
+            while (ranks_before(r[i], pivot))
+                i++;
+            while (ranks_before(pivot, r[j]))
+                j--;
+            if (i <= j) {
+                ranked t = r[i];
+                r[i++] = r[j];
+                r[j--] = t;
+            }
+        }
+        /* now r[lo..j] rank before or with the pivot, r[i..hi] after or with it */
+        if (k - 1 <= j)
+            hi = j;
+        else if (k - 1 >= i)
+            lo = i;
+        else
+            return;
+    }
+}
+
+/* Ranks the candidates into b->order, best first, keeping the top `beam`. Returns how many were
+   kept. Selecting the top `beam` and sorting only those costs about n + beam log beam, where
+   keeping a sorted list of the best while scanning cost up to n x beam: with 256 hypotheses and
+   their thousands of candidates, that list was a sixth of the search's time. */
 static int rank_candidates(es_ctc_beam *b)
 {
-    int n = 0;
     for (int i = 0; i < b->n_cands; i++) {
-        float s = b->cands[i].score;
-        if (n == b->p.beam && s <= b->cands[b->order[n - 1]].score)
-            continue;
-        int j = n < b->p.beam ? n++ : n - 1;
-        while (j > 0 && b->cands[b->order[j - 1]].score < s) {
-            b->order[j] = b->order[j - 1];
-            j--;
-        }
-        b->order[j] = i;
+        float score = hyp_score(b, &b->cands[i].state);
+        b->order[i] = (ranked){.score = isnan(score) ? NEG_INF : score, .index = i}; /* a total order */
     }
-    return n;
+    int keep = b->n_cands < b->p.beam ? b->n_cands : b->p.beam;
+    if (keep < b->n_cands)
+        select_best(b->order, b->n_cands, keep);
+    qsort(b->order, (size_t)keep, sizeof *b->order, compare_ranked);
+    return keep;
 }
 
 /* Makes hypothesis `to` from a candidate: its state, and the parent's tail plus its token. */
@@ -433,11 +492,15 @@ static void search_frame(es_ctc_beam *b, const float *lp, int frame)
             b->tokens[worst] = v;
     }
 
-    memset(b->table, 0, sizeof *b->table * (b->table_mask + 1));
+    /* clear only the slots the last frame used: the whole table is far larger */
+    for (int i = 0; i < b->n_cands; i++)
+        b->table[b->cands[i].slot] = 0;
     b->n_cands = 0;
     /* staying first, so a prefix that exists keeps the frames of its own tokens */
     for (int i = 0; i < b->n_hyps; i++) {
-        const hyp *h = &b->hyps[i];
+        hyp *h = &b->hyps[i];
+        if (b->lm && h->node >= 0) /* before any candidate copies h, so that all share one lookup */
+            unk_score(b, h);
         candidate *c = candidate_for(b, h->hash, i, -1, frame);
         if (!c)
             continue; /* cannot happen: the table is sized for beam x (K + 2) */
@@ -461,13 +524,9 @@ static void search_frame(es_ctc_beam *b, const float *lp, int frame)
         }
     }
 
-    for (int i = 0; i < b->n_cands; i++) {
-        candidate *c = &b->cands[i];
-        c->score = hyp_score(b, &c->state);
-    }
     int keep = rank_candidates(b);
     for (int i = 0; i < keep; i++)
-        materialize(b, &b->cands[b->order[i]], &b->next[i]);
+        materialize(b, &b->cands[b->order[i].index], &b->next[i]);
     hyp *t = b->hyps;
     b->hyps = b->next;
     b->next = t;

@@ -7,7 +7,7 @@
 # Defaults: the shipped model and its LM, the synthetic dev set /tmp/earshot-data/dev.json (from
 # models/train/make_data.py; tune on dev, report on test), the 560 ms mode, beams 16, 64, 128, 256.
 # Prints a markdown table: WER, CER, the real-time factor of the whole streaming decode on one
-# thread, and the memory the LM holds (as the engine counts it; the search adds ~0.6 MB a stream at beam 128).
+# thread, and the memory the LM holds (as the engine counts it; the search adds ~0.7 MB a stream at beam 128).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=models/earshot-en-small.safetensors
