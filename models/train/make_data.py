@@ -39,6 +39,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import soundfile
@@ -262,6 +263,36 @@ def render(job):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+class Progress:
+    """A line on stderr about every 30 s while utterances render (a large set takes half an hour):
+    how many are done, the audio made, and the time left at the pace so far."""
+
+    def __init__(self, total, every_s=30.0):
+        self.total, self.every_s = total, every_s
+        self.done = self.failed = 0
+        self.audio_s = 0.0
+        self.start = self.last = time.monotonic()
+
+    def done_one(self, result):
+        self.done += 1
+        if result:
+            self.audio_s += result["duration"]
+        else:
+            self.failed += 1
+        now = time.monotonic()
+        if now - self.last >= self.every_s and self.done < self.total:
+            self.last = now
+            left = (now - self.start) / self.done * (self.total - self.done)
+            print("make_data: %d/%d utterances (%.2f h of audio%s), %d min, about %d min left"
+                  % (self.done, self.total, self.audio_s / 3600.0,
+                     ", %d failed" % self.failed if self.failed else "",
+                     (now - self.start) // 60, round(left / 60.0)), file=sys.stderr, flush=True)
+
+    def finish(self):
+        print("make_data: rendered %d utterances in %.1f min" % (self.done, (time.monotonic() - self.start) / 60.0),
+              file=sys.stderr, flush=True)
+
+
 def pick_voice(rng, voices):
     names, weights = zip(*voices)
     return rng.choices(names, weights=weights)[0]
@@ -344,17 +375,21 @@ def main(argv=None):
                 jobs.append((len(jobs), ref, sents[ref], voice, split, path, augment, job_seed))
 
     results = {"train": [], "dev": [], "test": []}
+    progress = Progress(len(jobs))
     if a.jobs > 1:
         with multiprocessing.Pool(a.jobs) as pool:
             it = pool.imap(render, jobs, chunksize=4)
             for job, r in zip(jobs, it):
                 if r:
                     results[job[4]].append(r)
+                progress.done_one(r)
     else:
         for job in jobs:
             r = render(job)
             if r:
                 results[job[4]].append(r)
+            progress.done_one(r)
+    progress.finish()
     for split, items in results.items():
         if split not in render_splits:
             continue

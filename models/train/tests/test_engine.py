@@ -215,6 +215,7 @@ def main(argv=None):
         if not res.check(rc == 0 and n_train == 6, "make_data", out.strip().splitlines()[-1] if out.strip() else ""):
             print(out)
             return 1
+        res.check("make_data: rendered 9 utterances" in out, "make_data reports what it rendered")
         base = [PY, os.path.join(TRAIN, "train.py"), "--train-manifest", os.path.join(data, "train.json"),
                 "--no-export"] + MODEL_ARGS
 
