@@ -33,6 +33,9 @@ import os
 import re
 import sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # the recipe's own modules, beside this one
+import lexicon  # noqa: E402
+
 BOS, EOS, UNK = "<s>", "</s>", "<unk>"
 
 
@@ -47,8 +50,7 @@ def normalise(line):
 
 
 def make_data_sentences():
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import make_data
+    import make_data  # here, not at the top: it loads numpy and soundfile, which --text does not need
     sents = make_data.collect_sentences()
     return [ref.split() for ref in sorted(sents) if make_data.split_of(ref) == "train"]
 
@@ -67,8 +69,6 @@ def text_sentences(paths):
 def lexicon_words(paths):
     """The words of word-list files (lexicon.py's rule: one word of letters per line, lower-cased;
     other lines are skipped)."""
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    import lexicon
     words = set()
     for path in paths:
         words |= lexicon.plain_words(path)
